@@ -1,0 +1,5 @@
+"""`python -m llm_launch` runs the CLI."""
+
+from llm_launch.cli import app
+
+app()

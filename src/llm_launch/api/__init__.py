@@ -1,0 +1,1 @@
+"""The HTTP API: FastAPI app, routers, request/response schemas, auth and error mapping."""

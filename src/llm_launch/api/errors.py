@@ -1,0 +1,89 @@
+"""Map domain errors and request-parsing errors to HTTP responses, once, for every route."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from llm_launch.domain.errors import (
+    Conflict,
+    FieldError,
+    InvalidRequest,
+    LaunchError,
+    NotFound,
+    ServiceUnavailable,
+    Unauthenticated,
+    UpstreamFailed,
+)
+
+_STATUS: tuple[tuple[type[LaunchError], int], ...] = (
+    (InvalidRequest, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unauthenticated, 401),
+    (ServiceUnavailable, 503),
+    (UpstreamFailed, 502),
+)
+
+
+def error_body(message: str, errors: Sequence[FieldError] = ()) -> dict[str, Any]:
+    return {"detail": message, "errors": [{"field": e.field, "message": e.message} for e in errors]}
+
+
+def _launch_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LaunchError)
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    errors = exc.errors if isinstance(exc, InvalidRequest) else []
+    headers = {"WWW-Authenticate": 'Basic realm="llm-launch", Bearer'} if status == 401 else None
+    return JSONResponse(error_body(exc.message, errors), status_code=status, headers=headers)
+
+
+def _describe(error: Any) -> FieldError:
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    # pydantic names the union member that failed (e.g. "int", "function-after"); drop it.
+    loc = [
+        p for p in loc if not p.startswith(("function-", "constrained-")) and p not in _TYPE_NAMES
+    ]
+    path = ".".join(loc) or "body"
+    if error.get("type") == "extra_forbidden":
+        return FieldError(path, "unknown field; check its spelling against the API reference")
+    if error.get("type") == "missing":
+        return FieldError(path, "is required")
+    if error.get("type") == "json_invalid":
+        return FieldError("body", f"is not valid JSON: {error.get('ctx', {}).get('error', '')}")
+    return FieldError(path, str(error.get("msg", "is invalid")))
+
+
+_TYPE_NAMES = {"int", "float", "str", "bool", "list[any]", "dict[str,any]", "list", "dict"}
+
+
+def _one_message(messages: list[str]) -> str:
+    """Fold the per-member errors of a union field ("a valid integer", "a valid string")."""
+    if len(messages) == 1:
+        return messages[0]
+    prefix = "Input should be a valid "
+    if all(m.startswith(prefix) for m in messages):
+        return prefix + " or ".join(m.removeprefix(prefix) for m in messages)
+    return "; ".join(messages)
+
+
+def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    by_field: dict[str, list[str]] = {}
+    for item in exc.errors():
+        described = _describe(item)
+        messages = by_field.setdefault(described.field, [])
+        if described.message not in messages:
+            messages.append(described.message)
+    errors = [FieldError(path, _one_message(messages)) for path, messages in by_field.items()]
+    message = "invalid request: " + "; ".join(str(e) for e in errors)
+    return JSONResponse(error_body(message, errors), status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LaunchError, _launch_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)

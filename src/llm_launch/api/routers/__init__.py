@@ -1,0 +1,1 @@
+"""One router per resource: health, model endpoints (and, later, inference)."""

@@ -1,0 +1,77 @@
+"""`/v1/llm/model-endpoints`: Launch's create, list, get, update and delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from llm_launch.api.auth import current_owner
+from llm_launch.api.schemas import (
+    CreateEndpointRequest,
+    DeleteResponse,
+    EndpointResponse,
+    ErrorResponse,
+    ListEndpointsResponse,
+    TaskResponse,
+    UpdateEndpointRequest,
+)
+from llm_launch.services.endpoints import EndpointService
+
+router = APIRouter(
+    prefix="/v1/llm/model-endpoints",
+    tags=["model endpoints"],
+    responses={
+        401: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        409: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
+)
+
+Owner = Annotated[str, Depends(current_owner)]
+
+
+def _service(request: Request) -> EndpointService:
+    service: EndpointService = request.app.state.endpoints
+    return service
+
+
+Service = Annotated[EndpointService, Depends(_service)]
+
+
+@router.post("", response_model=TaskResponse)
+async def create_endpoint(
+    body: CreateEndpointRequest, owner: Owner, service: Service
+) -> TaskResponse:
+    _, task_id = await service.create(owner, body.model_dump(exclude_unset=True))
+    return TaskResponse(endpoint_creation_task_id=task_id)
+
+
+@router.get("", response_model=ListEndpointsResponse)
+async def list_endpoints(
+    owner: Owner, service: Service, name: Annotated[str | None, Query()] = None
+) -> ListEndpointsResponse:
+    endpoints = await service.list(owner, name)
+    return ListEndpointsResponse(
+        model_endpoints=[EndpointResponse.from_endpoint(e) for e in endpoints]
+    )
+
+
+@router.get("/{name}", response_model=EndpointResponse)
+async def get_endpoint(name: str, owner: Owner, service: Service) -> EndpointResponse:
+    return EndpointResponse.from_endpoint(await service.get(owner, name))
+
+
+@router.put("/{name}", response_model=TaskResponse)
+async def update_endpoint(
+    name: str, body: UpdateEndpointRequest, owner: Owner, service: Service
+) -> TaskResponse:
+    _, task_id = await service.update(owner, name, body.model_dump(exclude_unset=True))
+    return TaskResponse(endpoint_creation_task_id=task_id)
+
+
+@router.delete("/{name}", response_model=DeleteResponse)
+async def delete_endpoint(name: str, owner: Owner, service: Service) -> DeleteResponse:
+    await service.delete(owner, name)
+    return DeleteResponse(deleted=True)

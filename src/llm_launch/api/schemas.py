@@ -1,0 +1,192 @@
+"""Request and response bodies of the Launch LLM-engine REST shape.
+
+Requests forbid unknown fields (a misspelt field is an error, not silently dropped);
+responses mirror Launch's `GetLLMModelEndpointV1Response` so Launch clients work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+from llm_launch.domain.endpoint import Endpoint
+
+StrictInt = Annotated[int, Strict()]
+EngineArg = str | StrictInt | float | bool | list[Any] | dict[str, Any]
+Cpus = StrictInt | float | str
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _LLMFields(_Request):
+    """Fields create and update share, all optional here; rules live in the domain."""
+
+    model_name: str | None = None
+    source: str | None = None
+    inference_framework_image_tag: str | None = None
+    num_shards: StrictInt | None = None
+    quantize: str | None = None
+    checkpoint_path: str | None = None
+    chat_template_override: str | None = None
+    engine_args: dict[str, EngineArg] | None = Field(
+        default=None,
+        description="Extra engine flags, e.g. {'context-length': 8192}; keys are flag names "
+        "without dashes or with underscores, values are rendered as separate argv items.",
+    )
+    cpus: Cpus | None = None
+    memory: str | None = None
+    storage: str | None = None
+    gpus: StrictInt | None = None
+    gpu_type: str | None = None
+    min_workers: StrictInt | None = None
+    max_workers: StrictInt | None = None
+    per_worker: StrictInt | None = None
+    labels: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    post_inference_hooks: list[str] | None = None
+    default_callback_url: str | None = None
+    public_inference: bool | None = None
+    prewarm: bool | None = None
+    optimize_costs: bool | None = None
+    high_priority: bool | None = None
+    billing_tags: dict[str, Any] | None = None
+
+
+class CreateEndpointRequest(_LLMFields):
+    name: str
+    model_name: str
+    endpoint_type: str | None = None
+    inference_framework: str | None = None
+    nodes_per_worker: StrictInt | None = None
+
+
+class UpdateEndpointRequest(_LLMFields):
+    # Accepted so that a client may send them unchanged; changing them is a clear error.
+    endpoint_type: str | None = None
+    inference_framework: str | None = None
+    nodes_per_worker: StrictInt | None = None
+
+
+class TaskResponse(BaseModel):
+    endpoint_creation_task_id: str
+
+
+class DeleteResponse(BaseModel):
+    deleted: bool
+
+
+class DeploymentState(BaseModel):
+    min_workers: int
+    max_workers: int
+    per_worker: int
+    available_workers: int
+    unavailable_workers: int
+
+
+class ResourceState(BaseModel):
+    cpus: int | float | str
+    gpus: int
+    gpu_type: str | None
+    memory: str
+    storage: str | None
+    nodes_per_worker: int
+
+
+class EndpointSpecView(BaseModel):
+    id: str
+    name: str
+    endpoint_type: str
+    status: str
+    status_reason: str | None
+    created_by: str
+    created_at: datetime
+    last_updated_at: datetime
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    post_inference_hooks: list[str] | None
+    default_callback_url: str | None
+    public_inference: bool
+    deployment_state: DeploymentState
+    resource_state: ResourceState
+    engine_args: dict[str, Any]
+
+
+class EndpointResponse(BaseModel):
+    id: str
+    name: str
+    model_name: str
+    source: str
+    status: str
+    inference_framework: str
+    inference_framework_image_tag: str
+    num_shards: int
+    quantize: str | None
+    checkpoint_path: str | None
+    chat_template_override: str | None
+    spec: EndpointSpecView
+
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint) -> EndpointResponse:
+        s = endpoint.spec
+        return cls(
+            id=endpoint.id,
+            name=s.name,
+            model_name=s.model_name,
+            source=s.source,
+            status=endpoint.status.value,
+            inference_framework=s.inference_framework,
+            inference_framework_image_tag=s.inference_framework_image_tag,
+            num_shards=s.num_shards,
+            quantize=s.quantize,
+            checkpoint_path=s.checkpoint_path,
+            chat_template_override=s.chat_template_override,
+            spec=EndpointSpecView(
+                id=endpoint.id,
+                name=s.name,
+                endpoint_type=s.endpoint_type,
+                status=endpoint.status.value,
+                status_reason=endpoint.status_reason,
+                created_by=endpoint.owner,
+                created_at=endpoint.created_at,
+                last_updated_at=endpoint.last_updated_at,
+                labels=dict(s.labels),
+                metadata={**s.metadata, "_llm": s.llm_metadata()},
+                post_inference_hooks=s.post_inference_hooks,
+                default_callback_url=s.default_callback_url,
+                public_inference=s.public_inference,
+                deployment_state=DeploymentState(
+                    min_workers=s.min_workers,
+                    max_workers=s.max_workers,
+                    per_worker=s.per_worker,
+                    available_workers=endpoint.available_workers,
+                    unavailable_workers=endpoint.unavailable_workers,
+                ),
+                resource_state=ResourceState(
+                    cpus=s.cpus,
+                    gpus=s.gpus,
+                    gpu_type=s.gpu_type,
+                    memory=s.memory,
+                    storage=s.storage,
+                    nodes_per_worker=s.nodes_per_worker,
+                ),
+                engine_args=dict(s.engine_args),
+            ),
+        )
+
+
+class ListEndpointsResponse(BaseModel):
+    model_endpoints: list[EndpointResponse]
+
+
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    errors: list[ErrorItem] = []

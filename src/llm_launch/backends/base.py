@@ -1,0 +1,46 @@
+"""The backend contract: apply a spec, observe what runs, tear it down.
+
+The reconciler (`services/`) is the only caller. A backend never writes to the
+store; it reports an Observation and the reconciler records it, so status logic
+lives in one place whatever the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.status import EndpointStatus
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a backend saw of one endpoint's groups."""
+
+    status: EndpointStatus  # UPDATE_IN_PROGRESS, READY or UPDATE_FAILED
+    reason: str | None
+    available_workers: int
+    unavailable_workers: int
+
+
+class Backend(Protocol):
+    """Runs endpoints. Every method is idempotent and safe to retry."""
+
+    name: str
+
+    async def apply(self, endpoint: Endpoint) -> None:
+        """Create or roll what runs `endpoint` so that it matches `endpoint.spec`."""
+        ...
+
+    async def observe(self, endpoint: Endpoint) -> Observation:
+        """Report the endpoint's true state (READY only after a real generation check)."""
+        ...
+
+    async def teardown(self, endpoint: Endpoint) -> None:
+        """Stop and remove everything of `endpoint`; return once it is gone."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and background tasks (not the endpoints' workloads)."""
+        ...

@@ -1,0 +1,179 @@
+"""The `llm-launch` command: run the server, and manage endpoints on a server."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from llm_launch.client import ApiError, LaunchClient
+from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
+from llm_launch.config.loader import CatalogError, load_hardware_catalog
+from llm_launch.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_data_dir, is_loopback
+from llm_launch.store.database import default_sqlite_url
+
+app = typer.Typer(
+    no_args_is_help=True, help="llm-launch: a control plane for LLM inference endpoints."
+)
+endpoints_app = typer.Typer(
+    no_args_is_help=True, help="Create, list, inspect and delete endpoints."
+)
+app.add_typer(endpoints_app, name="endpoints")
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(envvar="LLM_LAUNCH_HOST", help="Address to bind.")
+    ] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(envvar="LLM_LAUNCH_PORT")] = DEFAULT_PORT,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="LLM_LAUNCH_DATABASE_URL", help="sqlite:///PATH or postgresql://..."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="LLM_LAUNCH_DATA_DIR", help="Where the default SQLite file lives."),
+    ] = None,
+    api_keys_file: Annotated[
+        Path | None,
+        typer.Option(envvar="LLM_LAUNCH_API_KEYS_FILE", help="File of OWNER:KEY lines."),
+    ] = None,
+    hardware_catalog: Annotated[
+        Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG", help="GPU types YAML.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the API server (SQLite in the user data directory unless a database URL is given)."""
+    from llm_launch.api.app import create_app
+
+    try:
+        keys = load_api_keys(api_keys_file, os.environ.get("LLM_LAUNCH_API_KEYS"))
+        catalog = load_hardware_catalog(hardware_catalog)
+    except (ApiKeyConfigError, CatalogError) as exc:
+        raise _fail(str(exc)) from exc
+    if not keys.enabled and not is_loopback(host):
+        raise _fail(
+            f"refusing to bind {host}: no API keys are configured, so anyone who can reach "
+            "it would control every endpoint. Set LLM_LAUNCH_API_KEYS or --api-keys-file, "
+            "or bind 127.0.0.1."
+        )
+    data_dir = data_dir or default_data_dir()
+    settings = Settings(
+        database_url=database_url or default_sqlite_url(data_dir),
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        api_keys=keys,
+        catalog=catalog,
+    )
+    mode = (
+        f"{len(keys.owners)} owner(s) with API keys"
+        if keys.enabled
+        else "single local owner, no API keys"
+    )
+    errors.print(f"llm-launch serving on http://{host}:{port} ({mode})", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+ServerUrl = Annotated[str, typer.Option("--url", envvar="LLM_LAUNCH_URL", help="Server URL.")]
+ApiKey = Annotated[
+    str | None, typer.Option("--api-key", envvar="LLM_LAUNCH_API_KEY", help="API key.")
+]
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+
+def _client(url: str, api_key: str | None) -> LaunchClient:
+    return LaunchClient(url, api_key)
+
+
+def _call(url: str, api_key: str | None, method: str, *args: Any) -> Any:
+    with _client(url, api_key) as client:
+        try:
+            return getattr(client, method)(*args)
+        except ApiError as exc:
+            raise _fail(str(exc)) from exc
+
+
+def _read_body(path: Path) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        body = json.loads(text)
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise _fail(f"{path} must hold a JSON object")
+    return body
+
+
+@endpoints_app.command("create")
+def create_endpoint(
+    file: Annotated[Path, typer.Option("-f", "--file", help="Request body (JSON); - for stdin.")],
+    url: ServerUrl = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Create an endpoint from a Launch create-request body."""
+    result = _call(url, api_key, "create_endpoint", _read_body(file))
+    console.print(f"created; task id {result['endpoint_creation_task_id']}", highlight=False)
+
+
+@endpoints_app.command("update")
+def update_endpoint(
+    name: str,
+    file: Annotated[
+        Path, typer.Option("-f", "--file", help="Fields to change (JSON); - for stdin.")
+    ],
+    url: ServerUrl = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Change an endpoint's mutable fields."""
+    result = _call(url, api_key, "update_endpoint", name, _read_body(file))
+    console.print(f"updated; task id {result['endpoint_creation_task_id']}", highlight=False)
+
+
+@endpoints_app.command("list")
+def list_endpoints(url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None:
+    """List your endpoints."""
+    table = Table("NAME", "FRAMEWORK", "MODEL", "STATUS", "WORKERS", "NODES", "GPUS", "REASON")
+    for e in _call(url, api_key, "list_endpoints"):
+        deployment, resources = e["spec"]["deployment_state"], e["spec"]["resource_state"]
+        table.add_row(
+            e["name"],
+            e["inference_framework"],
+            e["model_name"],
+            e["status"],
+            f"{deployment['available_workers']}/{deployment['min_workers']}-{deployment['max_workers']}",
+            str(resources["nodes_per_worker"]),
+            f"{resources['gpus']} x {resources['gpu_type'] or '-'}",
+            e["spec"].get("status_reason") or "",
+        )
+    console.print(table)
+
+
+@endpoints_app.command("get")
+def get_endpoint(name: str, url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None:
+    """Show one endpoint as JSON."""
+    console.print_json(data=_call(url, api_key, "get_endpoint", name))
+
+
+@endpoints_app.command("delete")
+def delete_endpoint(name: str, url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None:
+    """Delete an endpoint and everything it runs."""
+    _call(url, api_key, "delete_endpoint", name)
+    console.print(f"deleted {name}", highlight=False)

@@ -1,0 +1,63 @@
+"""A small HTTP client for the llm-launch API, used by the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """The server answered with an error; `message` is its `detail`."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+
+
+class LaunchClient:
+    def __init__(self, base_url: str, api_key: str | None, timeout: float = 30.0) -> None:
+        headers = {"x-api-key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def __enter__(self) -> LaunchClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from exc
+        if response.is_error:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, str(detail))
+        return response.json()
+
+    def create_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/llm/model-endpoints", json=body)
+        return result
+
+    def update_endpoint(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("PUT", f"/v1/llm/model-endpoints/{name}", json=body)
+        return result
+
+    def list_endpoints(self, name: str | None = None) -> list[dict[str, Any]]:
+        params = {"name": name} if name else None
+        result = self._call("GET", "/v1/llm/model-endpoints", params=params)
+        endpoints: list[dict[str, Any]] = result["model_endpoints"]
+        return endpoints
+
+    def get_endpoint(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/llm/model-endpoints/{name}")
+        return result
+
+    def delete_endpoint(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/llm/model-endpoints/{name}")
+        return result

@@ -1,0 +1,1 @@
+"""Packaged configuration files and their loaders (hardware catalog)."""

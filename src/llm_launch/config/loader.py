@@ -1,0 +1,49 @@
+"""Load the hardware catalog from YAML (the packaged default, or a file the operator gives)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llm_launch.domain.hardware import GpuType, HardwareCatalog, Toleration
+
+
+class CatalogError(ValueError):
+    """The catalog file is missing or malformed; the message names the entry."""
+
+
+def load_hardware_catalog(path: Path | None = None) -> HardwareCatalog:
+    """Read `path`, or the packaged `hardware.yaml` when `path` is None."""
+    if path is None:
+        text = resources.files("llm_launch.config").joinpath("hardware.yaml").read_text()
+        source = "packaged hardware.yaml"
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise CatalogError(f"cannot read hardware catalog {path}: {exc.strerror}") from exc
+        source = str(path)
+    return parse_hardware_catalog(yaml.safe_load(text), source)
+
+
+def parse_hardware_catalog(document: Any, source: str = "catalog") -> HardwareCatalog:
+    if not isinstance(document, dict) or not isinstance(document.get("gpu_types"), dict):
+        raise CatalogError(f"{source}: expected a mapping with a 'gpu_types' mapping")
+    gpu_types: dict[str, GpuType] = {}
+    for name, entry in document["gpu_types"].items():
+        try:
+            gpu_types[name] = GpuType(
+                name=str(name),
+                gpu_memory_gib=int(entry["gpu_memory_gib"]),
+                max_gpus_per_node=int(entry.get("max_gpus_per_node", 8)),
+                node_selector={str(k): str(v) for k, v in entry.get("node_selector", {}).items()},
+                tolerations=tuple(Toleration(**t) for t in entry.get("tolerations", [])),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CatalogError(f"{source}: gpu_types.{name} is malformed: {exc}") from exc
+    if not gpu_types:
+        raise CatalogError(f"{source}: 'gpu_types' is empty")
+    return HardwareCatalog(gpu_types=gpu_types)

@@ -1,0 +1,1 @@
+"""Launch planning: framework -> LaunchPlan (leader/worker commands, env, ports, probes)."""

@@ -1,0 +1,1 @@
+"""Use cases: create, update and delete endpoints; reconcile status; route inference."""

@@ -1,0 +1,40 @@
+"""Server settings: where they come from (CLI flags, then LLM_LAUNCH_* variables, then defaults)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from llm_launch.config.api_keys import ApiKeys
+from llm_launch.config.loader import load_hardware_catalog
+from llm_launch.domain.hardware import HardwareCatalog
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5001
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("llm-launch", appauthor=False))
+
+
+@dataclass
+class Settings:
+    database_url: str
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = field(default_factory=default_data_dir)
+    api_keys: ApiKeys = field(default_factory=ApiKeys)
+    catalog: HardwareCatalog = field(default_factory=load_hardware_catalog)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

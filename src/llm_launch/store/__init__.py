@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, the endpoint repository and Alembic migrations."""

@@ -1,0 +1,73 @@
+"""Database URLs, engines and migrations.
+
+The server calls `open_database` once at start: it applies Alembic migrations with
+a synchronous engine, then returns the async engine every request uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'llm-launch.db'}"
+
+
+def _driver_urls(url: str) -> tuple[URL, URL]:
+    """The (sync, async) driver URLs for a user-given URL such as postgresql://... ."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite"), parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        psycopg = parsed.set(drivername="postgresql+psycopg")
+        return psycopg, psycopg
+    raise ValueError(
+        f"unsupported database URL {parsed.render_as_string()!r}: use sqlite:// or postgresql://"
+    )
+
+
+def migrate(url: str) -> None:
+    """Bring the schema up to the newest Alembic revision."""
+    sync_url, _ = _driver_urls(url)
+    if sync_url.get_backend_name() == "sqlite" and sync_url.database:
+        Path(sync_url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(sync_url)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(_MIGRATIONS))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def open_database(url: str) -> AsyncEngine:
+    """Migrate, then return the async engine for `url`."""
+    migrate(url)
+    _, async_url = _driver_urls(url)
+    if async_url.get_backend_name() == "sqlite":
+        engine = create_async_engine(async_url, connect_args={"timeout": 30})
+        _enable_sqlite_pragmas(engine.sync_engine)
+        return engine
+    return create_async_engine(async_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _enable_sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers proceed while one writer commits; busy_timeout makes
+        # concurrent writers wait instead of failing with "database is locked".
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()

@@ -1,0 +1,186 @@
+"""EndpointRepository: every read and write of endpoints and their recorded operations.
+
+Called by `services/`; nothing above this module writes SQL. Each method is one
+transaction, and owner scoping happens here so no caller can forget it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.errors import Conflict, NotFound
+from llm_launch.domain.spec import EndpointSpec
+from llm_launch.domain.status import EndpointStatus
+from llm_launch.store.tables import EndpointRow, OperationRow
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _to_endpoint(row: EndpointRow) -> Endpoint:
+    return Endpoint(
+        id=row.id,
+        owner=row.owner,
+        spec=EndpointSpec.from_dict(row.spec),
+        status=EndpointStatus(row.status),
+        status_reason=row.status_reason,
+        generation=row.generation,
+        created_at=_utc(row.created_at),
+        last_updated_at=_utc(row.last_updated_at),
+        available_workers=row.available_workers,
+        unavailable_workers=row.unavailable_workers,
+    )
+
+
+class EndpointRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def create(self, owner: str, spec: EndpointSpec) -> tuple[Endpoint, str]:
+        """Insert the endpoint and its `create` operation; Conflict if the owner has the name."""
+        now = _now()
+        row = EndpointRow(
+            id=_new_id("end"),
+            owner=owner,
+            name=spec.name,
+            spec=spec.to_dict(),
+            status=EndpointStatus.UPDATE_PENDING.value,
+            status_reason="waiting for a backend to deploy it",
+            generation=1,
+            available_workers=0,
+            unavailable_workers=0,
+            created_at=now,
+            last_updated_at=now,
+        )
+        operation = self._operation(row, "create", now)
+        try:
+            async with self._sessions.begin() as session:
+                session.add_all([row, operation])
+        except IntegrityError as exc:
+            raise Conflict(f"an endpoint named {spec.name!r} already exists") from exc
+        return _to_endpoint(row), operation.id
+
+    async def get(self, owner: str, name: str) -> Endpoint:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(EndpointRow).where(EndpointRow.owner == owner, EndpointRow.name == name)
+            )
+        if row is None:
+            raise NotFound(f"no endpoint named {name!r}")
+        return _to_endpoint(row)
+
+    async def list_owned(self, owner: str, name: str | None = None) -> list[Endpoint]:
+        query = select(EndpointRow).where(EndpointRow.owner == owner)
+        if name is not None:
+            query = query.where(EndpointRow.name == name)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query.order_by(EndpointRow.created_at))).all()
+        return [_to_endpoint(r) for r in rows]
+
+    async def list_by_status(self, statuses: Sequence[EndpointStatus]) -> list[Endpoint]:
+        """Endpoints of every owner in the given states: what a backend has to work on."""
+        query = select(EndpointRow).where(EndpointRow.status.in_([s.value for s in statuses]))
+        async with self._sessions() as session:
+            rows = (await session.scalars(query.order_by(EndpointRow.last_updated_at))).all()
+        return [_to_endpoint(r) for r in rows]
+
+    async def update_spec(self, current: Endpoint, spec: EndpointSpec) -> tuple[Endpoint, str]:
+        """Store a new spec if nobody changed the endpoint since `current` was read."""
+        now = _now()
+        values = {
+            "spec": spec.to_dict(),
+            "generation": current.generation + 1,
+            "status": EndpointStatus.UPDATE_PENDING.value,
+            "status_reason": "update waiting for a backend to roll it out",
+            "last_updated_at": now,
+        }
+        async with self._sessions.begin() as session:
+            changed = await session.execute(
+                update(EndpointRow)
+                .where(EndpointRow.id == current.id, EndpointRow.generation == current.generation)
+                .values(**values)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                raise Conflict(
+                    f"endpoint {current.name!r} changed while this update was applied; retry"
+                )
+            row = await session.get_one(EndpointRow, current.id, populate_existing=True)
+            operation = self._operation(row, "update", now)
+            session.add(operation)
+        return _to_endpoint(row), operation.id
+
+    async def set_status(
+        self,
+        endpoint_id: str,
+        status: EndpointStatus,
+        reason: str | None,
+        *,
+        available_workers: int | None = None,
+        unavailable_workers: int | None = None,
+    ) -> None:
+        """Record what a backend observed. A missing endpoint (deleted meanwhile) is ignored."""
+        values: dict[str, object] = {"status": status.value, "status_reason": reason}
+        if available_workers is not None:
+            values["available_workers"] = available_workers
+        if unavailable_workers is not None:
+            values["unavailable_workers"] = unavailable_workers
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(EndpointRow).where(EndpointRow.id == endpoint_id).values(**values)
+            )
+
+    async def mark_deleting(self, endpoint: Endpoint) -> str:
+        """Set DELETE_IN_PROGRESS and record the delete operation; returns its id."""
+        now = _now()
+        async with self._sessions.begin() as session:
+            row = await session.get(EndpointRow, endpoint.id)
+            if row is None:
+                raise NotFound(f"no endpoint named {endpoint.name!r}")
+            row.status = EndpointStatus.DELETE_IN_PROGRESS.value
+            row.status_reason = "deleting"
+            row.last_updated_at = now
+            operation = self._operation(row, "delete", now)
+            session.add(operation)
+        return operation.id
+
+    async def remove(self, endpoint_id: str, operation_id: str | None = None) -> None:
+        """Delete the endpoint row, and close its delete operation."""
+        async with self._sessions.begin() as session:
+            await session.execute(delete(EndpointRow).where(EndpointRow.id == endpoint_id))
+            if operation_id is not None:
+                await session.execute(
+                    update(OperationRow)
+                    .where(OperationRow.id == operation_id)
+                    .values(state="done", finished_at=_now())
+                )
+
+    @staticmethod
+    def _operation(row: EndpointRow, kind: str, now: datetime) -> OperationRow:
+        return OperationRow(
+            id=_new_id("op"),
+            endpoint_id=row.id,
+            owner=row.owner,
+            kind=kind,
+            generation=row.generation,
+            state="pending",
+            message=None,
+            created_at=now,
+            finished_at=None,
+        )

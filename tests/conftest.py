@@ -1,0 +1,52 @@
+"""Shared fixtures: a real server per database (SQLite and PostgreSQL), and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.databases import fresh_postgres_database
+from tests.support.server import RunningServer
+
+ALICE_KEY = "alice-key-0123456789abcdef"
+BOB_KEY = "bob-key-0123456789abcdef0000"
+API_KEYS_ENV = {"LLM_LAUNCH_API_KEYS": f"alice:{ALICE_KEY},bob:{BOB_KEY}"}
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A running `llm-launch serve` with two owners (alice, bob), on each database."""
+    data_dir = tmp_path_factory.mktemp(f"server-{request.param}")
+    if request.param == "sqlite":
+        with _serving(f"sqlite:///{data_dir / 'launch.db'}", data_dir) as running:
+            yield running
+    else:
+        with fresh_postgres_database() as url, _serving(url, data_dir) as running:
+            yield running
+
+
+@contextmanager
+def _serving(url: str, data_dir: Path) -> Iterator[RunningServer]:
+    running = RunningServer(url, data_dir, env=API_KEYS_ENV).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def alice(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"x-api-key": ALICE_KEY}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def bob(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"x-api-key": BOB_KEY}, timeout=30) as client:
+        yield client
