@@ -151,6 +151,8 @@ def update_endpoint(
 def list_endpoints(url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None:
     """List your endpoints."""
     table = Table("NAME", "FRAMEWORK", "MODEL", "STATUS", "WORKERS", "NODES", "GPUS", "REASON")
+    table.columns[0].no_wrap = True
+    table.columns[3].no_wrap = True
     for e in _call(url, api_key, "list_endpoints"):
         deployment, resources = e["spec"]["deployment_state"], e["spec"]["resource_state"]
         table.add_row(
