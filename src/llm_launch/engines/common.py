@@ -1,0 +1,110 @@
+"""Pieces every framework's plan shares: the startup invocation, env, probes, forwarder."""
+
+from __future__ import annotations
+
+from llm_launch.domain.spec import EndpointSpec
+from llm_launch.engines.args import render_engine_args
+from llm_launch.engines.options import PlanOptions
+from llm_launch.engines.plan import ContainerPlan, EngineRoutes, Probe, Role
+
+ENGINE_CONTAINER = "engine"
+FORWARDER_CONTAINER = "forwarder"
+PROBE_PERIOD_S = 10
+
+
+def common_env(spec: EndpointSpec, options: PlanOptions) -> dict[str, str]:
+    return {
+        "NCCL_SOCKET_IFNAME": options.socket_ifname,
+        "GLOO_SOCKET_IFNAME": options.socket_ifname,
+        "LLM_LAUNCH_ENDPOINT_NAME": spec.name,
+    }
+
+
+def startup_command(
+    framework: str,
+    role: Role,
+    spec: EndpointSpec,
+    options: PlanOptions,
+    *,
+    tp_size: int,
+    pp_size: int,
+) -> tuple[str, ...]:
+    """The startup program's argv; extra engine arguments follow `--`, one item each."""
+    argv = [
+        *options.startup_program,
+        framework,
+        "--role", role.value,
+        "--nnodes", str(spec.nodes_per_worker),
+        "--tp-size", str(tp_size),
+        "--pp-size", str(pp_size),
+        "--engine-port", str(options.ports.engine),
+        "--dist-port", str(options.ports.rendezvous),
+        "--model", spec.model_name,
+        "--served-model-name", spec.model_name,
+        "--ip-family", options.ip_family.value,
+        "--weights-dir", options.weights_dir,
+        "--resolve-timeout", str(options.resolve_timeout_s),
+        "--worker-wait-timeout", str(options.worker_wait_timeout_s),
+    ]  # fmt: skip
+    optional = {
+        "--checkpoint-path": spec.checkpoint_path,
+        "--quantization": spec.quantize,
+        "--chat-template": spec.chat_template_override,
+        "--cluster-domain": options.cluster_domain,
+        "--bind-host": options.bind_host,
+    }
+    for flag, value in optional.items():
+        if value is not None:
+            argv += [flag, value]
+    extra = render_engine_args(spec.engine_args)
+    return (*argv, "--", *extra) if extra else tuple(argv)
+
+
+def engine_container(
+    command: tuple[str, ...],
+    env: dict[str, str],
+    options: PlanOptions,
+    role: Role,
+    routes: EngineRoutes,
+) -> ContainerPlan:
+    ports = {"engine": options.ports.engine}
+    probes: tuple[Probe, ...] = ()
+    if role is Role.LEADER:
+        ports["rendezvous"] = options.ports.rendezvous
+        # The leader's budget covers waiting for workers, downloading and loading weights.
+        probes = (
+            Probe("startup", routes.health, options.ports.engine, PROBE_PERIOD_S,
+                  failure_threshold=max(1, options.startup_budget_s // PROBE_PERIOD_S)),
+            Probe("liveness", routes.health, options.ports.engine, 15, failure_threshold=4),
+        )  # fmt: skip
+    # Workers get no probe: their /health is a dummy that says nothing about the group,
+    # and the group's readiness is the leader's real generation check.
+    return ContainerPlan(ENGINE_CONTAINER, command, env, ports, probes)
+
+
+def forwarder_container(
+    spec: EndpointSpec, options: PlanOptions, routes: EngineRoutes, engine_api: str
+) -> ContainerPlan:
+    """The forwarder beside the leader's engine: readiness of the whole group lives here."""
+    ipv6 = options.ip_family.value == "ipv6"
+    loopback = "[::1]" if ipv6 else "127.0.0.1"
+    host = options.bind_host or ("::" if ipv6 else "0.0.0.0")
+    command = [
+        *options.forwarder_program,
+        "--host", host,
+        "--port", str(options.ports.forwarder),
+        "--engine-url", f"http://{loopback}:{options.ports.engine}",
+        "--engine-api", engine_api,
+        "--served-model-name", spec.model_name,
+        "--max-concurrency", str(options.forwarder_max_concurrency),
+    ]  # fmt: skip
+    if routes.generation_check:
+        command += ["--ready-check-path", routes.generation_check]
+    probes = (
+        Probe("readiness", "/readyz", options.ports.forwarder, 5, failure_threshold=3),
+        Probe("liveness", "/healthz", options.ports.forwarder, 10, failure_threshold=3),
+    )
+    env = {"LLM_LAUNCH_ENDPOINT_NAME": spec.name}
+    return ContainerPlan(
+        FORWARDER_CONTAINER, tuple(command), env, {"http": options.ports.forwarder}, probes
+    )
