@@ -122,6 +122,40 @@ def _read_body(path: Path) -> dict[str, Any]:
     return body
 
 
+@app.command()
+def plan(
+    file: Annotated[Path, typer.Option("-f", "--file", help="Create-request body (JSON).")],
+    ip_family: Annotated[str, typer.Option(help="auto, ipv4 or ipv6")] = "auto",
+    socket_ifname: Annotated[str, typer.Option(help="NCCL/Gloo network interface")] = "eth0",
+    cluster_domain: Annotated[
+        str | None, typer.Option(help="appended to the leader's name")
+    ] = None,
+    hardware_catalog: Annotated[
+        Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG")
+    ] = None,
+) -> None:
+    """Print the launch plan of a create request (roles, commands, env, ports) as JSON."""
+    from llm_launch.domain.errors import InvalidRequest
+    from llm_launch.domain.spec import build_spec
+    from llm_launch.engines.options import PlanOptions
+    from llm_launch.engines.plan import IpFamily
+    from llm_launch.engines.planner import plan_launch
+
+    try:
+        catalog = load_hardware_catalog(hardware_catalog)
+        options = PlanOptions(
+            ip_family=IpFamily(ip_family),
+            socket_ifname=socket_ifname,
+            cluster_domain=cluster_domain,
+        )
+        launch_plan = plan_launch(build_spec(_read_body(file), catalog), options)
+    except InvalidRequest as exc:
+        raise _fail("invalid request: " + "; ".join(str(e) for e in exc.errors)) from exc
+    except (CatalogError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(json.dumps(launch_plan.to_dict(), indent=2))
+
+
 @endpoints_app.command("create")
 def create_endpoint(
     file: Annotated[Path, typer.Option("-f", "--file", help="Request body (JSON); - for stdin.")],
@@ -171,7 +205,7 @@ def list_endpoints(url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None
 @endpoints_app.command("get")
 def get_endpoint(name: str, url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None:
     """Show one endpoint as JSON."""
-    console.print_json(data=_call(url, api_key, "get_endpoint", name))
+    typer.echo(json.dumps(_call(url, api_key, "get_endpoint", name), indent=2))
 
 
 @endpoints_app.command("delete")

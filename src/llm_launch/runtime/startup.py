@@ -1,0 +1,271 @@
+"""`llm-launch-startup`: the program every pod of a group runs before its engine.
+
+Started by the container command of a launch plan (engines/common.py), in Kubernetes
+pods and in the local backend's processes alike. In order, it:
+1. finds the leader's address (argument or LWS_LEADER_ADDRESS, plus the cluster
+   domain) and resolves it to one IP of the preferred family;
+2. finds this pod's IP (POD_IP from the downward API, or resolution of its hostname);
+3. builds the engine command (`--host ::` on IPv6, bracketed `--dist-init-addr`) and
+   refuses impossible groups (equal ports, rank out of range, tp x pp vs nodes);
+4. fetches the weights (runtime/weights.py), unless the engine is simulated;
+5. on the leader, waits until every worker's name resolves;
+6. execs the engine, so signals reach it and its exit status is the pod's.
+`--dry-run` stops after step 3 and prints the argv and environment as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from llm_launch.engines.plan import IpFamily
+from llm_launch.runtime.engine_command import (
+    SIMULATED,
+    EngineLaunch,
+    EngineRequest,
+    ResolvedAddresses,
+    build_engine_launch,
+    check_request,
+)
+from llm_launch.runtime.network import (
+    Deadline,
+    StartupError,
+    family_of,
+    is_ip_literal,
+    resolve_one,
+    wait_for_workers,
+    with_cluster_domain,
+    worker_names,
+)
+
+PROGRAM = "llm-launch-startup"
+
+
+def log(message: str) -> None:
+    print(f"{PROGRAM}: {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
+    p.add_argument("framework", choices=["sglang", "vllm"])
+    p.add_argument("--role", choices=["leader", "worker"], help="checked against the node rank")
+    p.add_argument("--nnodes", type=int, default=int(env.get("LWS_GROUP_SIZE", "1")))
+    p.add_argument("--node-rank", type=int, default=int(env.get("LWS_WORKER_INDEX", "0")),
+                   help="default: $LWS_WORKER_INDEX (leader = 0)")  # fmt: skip
+    p.add_argument("--tp-size", type=int, required=True)
+    p.add_argument("--pp-size", type=int, default=1)
+    p.add_argument("--engine-port", type=int, default=5005)
+    p.add_argument("--dist-port", type=int, default=5002)
+    p.add_argument("--model", required=True, help="model id, used as the path without a checkpoint")
+    p.add_argument("--served-model-name")
+    p.add_argument("--checkpoint-path")
+    p.add_argument("--quantization")
+    p.add_argument("--chat-template", help="template text; written to a file for the engine")
+    p.add_argument("--ip-family", choices=[f.value for f in IpFamily], default="auto")
+    p.add_argument("--bind-host")
+    p.add_argument("--cluster-domain", default=env.get("LLM_LAUNCH_CLUSTER_DOMAIN"))
+    p.add_argument("--leader-address", default=env.get("LWS_LEADER_ADDRESS"))
+    p.add_argument("--worker-addresses", default=env.get("LLM_LAUNCH_WORKER_ADDRESSES"),
+                   help="comma-separated; default: derived from the leader's LWS name")  # fmt: skip
+    p.add_argument("--weights-dir", default="/models")
+    p.add_argument("--resolve-timeout", type=float, default=300)
+    p.add_argument("--worker-wait-timeout", type=float, default=1200)
+    p.add_argument("--engine-mode", choices=["real", SIMULATED],
+                   default=env.get("LLM_LAUNCH_ENGINE_MODE", "real"))  # fmt: skip
+    p.add_argument("--engine-program", default=env.get("LLM_LAUNCH_ENGINE_PROGRAM"),
+                   help="replaces `python -m sglang.launch_server` (shell words)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print argv and env as JSON; exit 0")
+    p.epilog = "Extra engine arguments follow `--`, one argv item each."
+    argv = list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = p.parse_args(argv[:split])
+    args.extra = argv[split + 1 :]
+    return args
+
+
+def engine_request(args: argparse.Namespace) -> EngineRequest:
+    if args.role is not None and (args.role == "leader") != (args.node_rank == 0):
+        raise StartupError(f"--role {args.role} does not match node rank {args.node_rank}")
+    return EngineRequest(
+        framework=args.framework,
+        nnodes=args.nnodes,
+        node_rank=args.node_rank,
+        tp_size=args.tp_size,
+        pp_size=args.pp_size,
+        engine_port=args.engine_port,
+        dist_port=args.dist_port,
+        served_model_name=args.served_model_name or args.model,
+        quantization=args.quantization,
+        bind_host=args.bind_host,
+        engine_mode=args.engine_mode,
+        extra_args=tuple(args.extra),
+        engine_program=tuple(shlex.split(args.engine_program)) if args.engine_program else None,
+    )
+
+
+def resolve_addresses(args: argparse.Namespace, request: EngineRequest) -> ResolvedAddresses:
+    """Steps 1 and 2: the leader's IP (multi-node only) and this pod's own IP."""
+    preferred = IpFamily(args.ip_family)
+    pod_ip = os.environ.get("POD_IP")
+    if preferred is IpFamily.AUTO and pod_ip:
+        preferred = family_of(pod_ip)
+    deadline = Deadline(args.resolve_timeout)
+    leader_ip = None
+    if request.nnodes > 1:
+        if not args.leader_address:
+            raise StartupError("no leader address: pass --leader-address or set LWS_LEADER_ADDRESS")
+        name = with_cluster_domain(args.leader_address, args.cluster_domain)
+        leader_ip = resolve_one(name, preferred, deadline)
+        log(f"leader {name} is {leader_ip}")
+        if preferred is IpFamily.AUTO:
+            preferred = family_of(leader_ip)
+    if pod_ip:
+        own_ip = pod_ip
+    elif request.node_rank == 0 and leader_ip:
+        own_ip = leader_ip
+    else:
+        own_ip = resolve_one(socket.gethostname(), preferred, deadline)
+    family = family_of(own_ip)
+    if leader_ip and family_of(leader_ip) is not family:
+        raise StartupError(
+            f"leader IP {leader_ip} and this pod's IP {own_ip} are of different families"
+        )
+    return ResolvedAddresses(own_ip=own_ip, leader_ip=leader_ip, family=family)
+
+
+def prepare_model(args: argparse.Namespace, request: EngineRequest) -> str:
+    """Step 4: the path the engine loads (the fetched checkpoint, or the model id)."""
+    if not args.checkpoint_path:
+        return str(args.model)
+    if request.engine_mode == SIMULATED:
+        log(f"simulated engine: skipping the weights download of {args.checkpoint_path}")
+        return str(args.model)
+    if args.dry_run:
+        return f"<{args.checkpoint_path} fetched under {args.weights_dir}>"
+    from llm_launch.runtime.weights import WeightsError, fetch_checkpoint
+
+    try:
+        return str(fetch_checkpoint(args.checkpoint_path, Path(args.weights_dir), log=log))
+    except WeightsError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def chat_template_file(args: argparse.Namespace) -> str | None:
+    """SGLang's --chat-template takes a file or a built-in name, not inline text."""
+    if not args.chat_template:
+        return None
+    digest = hashlib.sha256(args.chat_template.encode()).hexdigest()[:16]
+    path = Path(args.weights_dir) / f"chat-template-{digest}.jinja"
+    if not args.dry_run:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(args.chat_template)
+    return str(path)
+
+
+def await_workers(args: argparse.Namespace, request: EngineRequest, family: IpFamily) -> None:
+    """Step 5: the leader does not start before its workers are scheduled."""
+    if request.node_rank != 0 or request.nnodes == 1:
+        return
+    if args.worker_addresses:
+        names = [n.strip() for n in args.worker_addresses.split(",") if n.strip()]
+    elif is_ip_literal(args.leader_address):
+        log("leader address is an IP; worker names unknown, so not waiting for workers")
+        return
+    else:
+        leader = with_cluster_domain(args.leader_address, args.cluster_domain)
+        names = worker_names(leader, request.nnodes)
+    log(f"waiting for {len(names)} worker(s): {', '.join(names)}")
+    wait_for_workers(names, family, Deadline(args.worker_wait_timeout), log=log)
+
+
+def start_engine(launch: EngineLaunch, timeout: float) -> None:
+    """Step 6: run any preparatory command, then exec the engine."""
+    env = {**os.environ, **launch.env}
+    for command in launch.before:
+        log(f"running {json.dumps(list(command))}")
+        subprocess.run(command, env=env, check=True)
+    if launch.await_ray_nodes:
+        await_ray_nodes(launch.await_ray_nodes, timeout, env)
+    log(f"exec {json.dumps(list(launch.argv))}")
+    os.execvpe(launch.argv[0], list(launch.argv), env)
+
+
+_RAY_ALIVE = "import ray; ray.init(address='auto', logging_level='ERROR'); " \
+    "print(sum(1 for n in ray.nodes() if n['Alive']))"  # fmt: skip
+
+
+def await_ray_nodes(count: int, timeout: float, env: dict[str, str]) -> None:
+    alive = 0
+
+    def attempt() -> bool:
+        nonlocal alive
+        result = subprocess.run([sys.executable, "-c", _RAY_ALIVE], env=env,
+                                capture_output=True, text=True)  # fmt: skip
+        alive = int(result.stdout.strip() or 0) if result.returncode == 0 else 0
+        return alive >= count
+
+    if not Deadline(timeout).run(attempt, interval=5.0):
+        raise StartupError(f"only {alive} of {count} Ray nodes joined within {timeout:g}s")
+
+
+_SHOWN_ENV_PREFIXES = ("NCCL_", "GLOO_", "LWS_", "SGLANG_", "VLLM_", "POD_", "LLM_LAUNCH_")
+
+
+def inherited_env() -> dict[str, str]:
+    """The environment variables that shape the group, as the engine will see them."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(_SHOWN_ENV_PREFIXES)}
+
+
+def dry_run_document(
+    request: EngineRequest, addresses: ResolvedAddresses, launch: EngineLaunch
+) -> dict[str, object]:
+    return {
+        "role": "leader" if request.node_rank == 0 else "worker",
+        "node_rank": request.node_rank,
+        "argv": list(launch.argv),
+        "env": {**inherited_env(), **launch.env},
+        "before": [list(command) for command in launch.before],
+        "own_ip": addresses.own_ip,
+        "leader_ip": addresses.leader_ip,
+    }
+
+
+def run(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    request = engine_request(args)
+    check_request(request)
+    addresses = resolve_addresses(args, request)
+    model_path = prepare_model(args, request)
+    launch = build_engine_launch(request, addresses, model_path, chat_template_file(args))
+    if args.dry_run:
+        print(json.dumps(dry_run_document(request, addresses, launch), indent=2))
+        return 0
+    await_workers(args, request, addresses.family)
+    started = time.monotonic()
+    start_engine(launch, args.worker_wait_timeout)
+    raise AssertionError(f"exec returned after {time.monotonic() - started:.1f}s")  # unreachable
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        sys.exit(run(sys.argv[1:] if argv is None else argv))
+    except StartupError as exc:
+        log(f"error: {exc}")
+        sys.exit(1)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log(f"error: {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
