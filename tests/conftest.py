@@ -14,7 +14,11 @@ from tests.support.server import RunningServer
 
 ALICE_KEY = "alice-key-0123456789abcdef"
 BOB_KEY = "bob-key-0123456789abcdef0000"
-API_KEYS_ENV = {"LLM_LAUNCH_API_KEYS": f"alice:{ALICE_KEY},bob:{BOB_KEY}"}
+# The API tests need no running engines: the store-only backend keeps them fast.
+API_KEYS_ENV = {
+    "LLM_LAUNCH_API_KEYS": f"alice:{ALICE_KEY},bob:{BOB_KEY}",
+    "LLM_LAUNCH_BACKEND": "none",
+}
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -56,6 +56,17 @@ def serve(
     hardware_catalog: Annotated[
         Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG", help="GPU types YAML.")
     ] = None,
+    backend: Annotated[
+        str, typer.Option(envvar="LLM_LAUNCH_BACKEND", help="local (processes here) or none")
+    ] = "local",
+    engine_mode: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_ENGINE_MODE",
+            help="local backend: auto (real engine only with a GPU and the engine installed), "
+            "simulated or real",
+        ),
+    ] = "auto",
     log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
@@ -72,6 +83,10 @@ def serve(
             "it would control every endpoint. Set LLM_LAUNCH_API_KEYS or --api-keys-file, "
             "or bind 127.0.0.1."
         )
+    if backend not in ("local", "none"):
+        raise _fail(f"--backend must be local or none (got {backend!r})")
+    if engine_mode not in ("auto", "simulated", "real"):
+        raise _fail(f"--engine-mode must be auto, simulated or real (got {engine_mode!r})")
     data_dir = data_dir or default_data_dir()
     settings = Settings(
         database_url=database_url or default_sqlite_url(data_dir),
@@ -80,6 +95,8 @@ def serve(
         data_dir=data_dir,
         api_keys=keys,
         catalog=catalog,
+        backend=backend,
+        engine_mode=engine_mode,
     )
     mode = (
         f"{len(keys.owners)} owner(s) with API keys"
@@ -206,6 +223,20 @@ def list_endpoints(url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None
 def get_endpoint(name: str, url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None:
     """Show one endpoint as JSON."""
     typer.echo(json.dumps(_call(url, api_key, "get_endpoint", name), indent=2))
+
+
+@endpoints_app.command("logs")
+def endpoint_logs(
+    name: str,
+    rank: Annotated[int, typer.Option(help="engine rank (0 = leader)")] = 0,
+    group: Annotated[int, typer.Option(help="replica group")] = 0,
+    forwarder: Annotated[bool, typer.Option(help="the leader's forwarder instead")] = False,
+    tail: Annotated[int, typer.Option(help="lines")] = 200,
+    url: ServerUrl = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Print the last lines of one process's log."""
+    typer.echo(_call(url, api_key, "endpoint_logs", name, group, rank, forwarder, tail), nl=False)
 
 
 @endpoints_app.command("delete")

@@ -33,11 +33,7 @@ class LaunchClient:
         except httpx.HTTPError as exc:
             raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from exc
         if response.is_error:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, str(detail))
+            raise ApiError(response.status_code, _detail(response))
         return response.json()
 
     def create_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +54,23 @@ class LaunchClient:
         result: dict[str, Any] = self._call("GET", f"/v1/llm/model-endpoints/{name}")
         return result
 
+    def endpoint_logs(self, name: str, group: int, rank: int, forwarder: bool, tail: int) -> str:
+        params = {"group": group, "rank": rank, "forwarder": forwarder, "tail": tail}
+        try:
+            response = self._http.get(f"/v1/llm/model-endpoints/{name}/logs", params=params)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from exc
+        if response.is_error:
+            raise ApiError(response.status_code, _detail(response))
+        return response.text
+
     def delete_endpoint(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("DELETE", f"/v1/llm/model-endpoints/{name}")
         return result
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text

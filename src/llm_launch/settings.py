@@ -28,6 +28,9 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     catalog: HardwareCatalog = field(default_factory=load_hardware_catalog)
+    backend: str = "local"  # "local" or "none" (store only: endpoints stay UPDATE_PENDING)
+    engine_mode: str = "auto"  # local backend: "auto", "simulated" or "real"
+    reconcile_interval_s: float = 0.5
 
 
 def is_loopback(host: str) -> bool:

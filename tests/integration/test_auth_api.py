@@ -85,7 +85,9 @@ class TestOwnership:
 class TestLocalMode:
     def test_without_keys_one_local_owner_needs_no_credentials(self, tmp_path: Path) -> None:
         server = RunningServer(
-            f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, env={"LLM_LAUNCH_API_KEYS": ""}
+            f"sqlite:///{tmp_path / 'db.sqlite'}",
+            tmp_path,
+            env={"LLM_LAUNCH_API_KEYS": "", "LLM_LAUNCH_BACKEND": "none"},
         )
         server.start()
         try:

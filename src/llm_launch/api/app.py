@@ -1,7 +1,9 @@
-"""The FastAPI application: wires settings, store, services and routers together."""
+"""The FastAPI application: wires settings, store, backend, services and routers together."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,21 +11,48 @@ from fastapi import FastAPI
 
 from llm_launch import __version__
 from llm_launch.api.errors import install_error_handlers
-from llm_launch.api.routers import endpoints, health
+from llm_launch.api.routers import endpoints, health, inference
+from llm_launch.backends.base import Backend
 from llm_launch.services.endpoints import EndpointService
+from llm_launch.services.inference import InferenceRouter
+from llm_launch.services.reconciler import Reconciler
 from llm_launch.settings import Settings
 from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
+
+
+def make_backend(settings: Settings) -> Backend | None:
+    if settings.backend == "none":
+        return None
+    if settings.backend == "local":
+        from llm_launch.backends.local.backend import LocalBackend
+
+        return LocalBackend(settings.data_dir, settings.engine_mode)
+    raise ValueError(f"unknown backend {settings.backend!r}; use local or none")
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = open_database(settings.database_url)
-        app.state.endpoints = EndpointService(EndpointRepository(engine), settings.catalog)
+        repository = EndpointRepository(engine)
+        backend = make_backend(settings)
+        app.state.endpoints = EndpointService(repository, settings.catalog, backend)
+        app.state.inference = InferenceRouter(repository, backend)
+        reconciling = None
+        if backend is not None:
+            reconciler = Reconciler(repository, backend, settings.reconcile_interval_s)
+            reconciling = asyncio.create_task(reconciler.run_forever(), name="reconciler")
         try:
             yield
         finally:
+            if reconciling is not None:
+                reconciling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reconciling
+            if backend is not None:
+                await backend.close()
+            await app.state.inference.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -36,4 +65,5 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(endpoints.router)
+    app.include_router(inference.router)
     return app

@@ -41,6 +41,18 @@ class Backend(Protocol):
         """Stop and remove everything of `endpoint`; return once it is gone."""
         ...
 
+    async def collect_garbage(self, live_endpoint_ids: set[str]) -> None:
+        """Remove what this backend runs for endpoints that no longer exist."""
+        ...
+
+    def targets(self, endpoint: Endpoint) -> list[str]:
+        """Base URLs of the forwarders of the endpoint's ready groups (for routing)."""
+        ...
+
+    async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
+        """The last `tail` lines of one process's log (`process`: "rank-N" or "forwarder")."""
+        ...
+
     async def close(self) -> None:
         """Release connections and background tasks (not the endpoints' workloads)."""
         ...

@@ -12,7 +12,7 @@ from typing import Any
 
 from llm_launch.backends.base import Backend
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import Conflict, LaunchError, UpstreamFailed
+from llm_launch.domain.errors import Conflict, LaunchError, NotFound, UpstreamFailed
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.spec import apply_update, build_spec
 from llm_launch.domain.status import EndpointStatus
@@ -49,6 +49,12 @@ class EndpointService:
             raise Conflict(f"endpoint {name!r} is being deleted and cannot be updated")
         spec = apply_update(current.spec, changes, self.catalog)
         return await self.repository.update_spec(current, spec)
+
+    async def logs(self, owner: str, name: str, group: int, process: str, tail: int) -> str:
+        endpoint = await self.repository.get(owner, name)
+        if self.backend is None:
+            raise NotFound(f"endpoint {name!r} runs nowhere yet, so it has no logs")
+        return await self.backend.logs(endpoint, group, process, tail)
 
     async def delete(self, owner: str, name: str) -> None:
         """Tear the endpoint down and remove its record. Safe to repeat after a failure."""

@@ -7,7 +7,6 @@ transaction, and owner scoping happens here so no caller can forget it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
@@ -94,9 +93,9 @@ class EndpointRepository:
             rows = (await session.scalars(query.order_by(EndpointRow.created_at))).all()
         return [_to_endpoint(r) for r in rows]
 
-    async def list_by_status(self, statuses: Sequence[EndpointStatus]) -> list[Endpoint]:
-        """Endpoints of every owner in the given states: what a backend has to work on."""
-        query = select(EndpointRow).where(EndpointRow.status.in_([s.value for s in statuses]))
+    async def list_all(self) -> list[Endpoint]:
+        """Endpoints of every owner: what the reconciler works through."""
+        query = select(EndpointRow)
         async with self._sessions() as session:
             rows = (await session.scalars(query.order_by(EndpointRow.last_updated_at))).all()
         return [_to_endpoint(r) for r in rows]
@@ -132,19 +131,29 @@ class EndpointRepository:
         status: EndpointStatus,
         reason: str | None,
         *,
+        generation: int | None = None,
         available_workers: int | None = None,
         unavailable_workers: int | None = None,
-    ) -> None:
-        """Record what a backend observed. A missing endpoint (deleted meanwhile) is ignored."""
+    ) -> bool:
+        """Record what a backend observed; False if the row is gone or has moved on.
+
+        With `generation`, the write applies only while the endpoint is still at that
+        generation, so an observation of an old spec never hides a newer update.
+        """
         values: dict[str, object] = {"status": status.value, "status_reason": reason}
         if available_workers is not None:
             values["available_workers"] = available_workers
         if unavailable_workers is not None:
             values["unavailable_workers"] = unavailable_workers
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(EndpointRow).where(EndpointRow.id == endpoint_id).values(**values)
+        query = update(EndpointRow).where(EndpointRow.id == endpoint_id)
+        if generation is not None:
+            query = query.where(
+                EndpointRow.generation == generation,
+                EndpointRow.status != EndpointStatus.DELETE_IN_PROGRESS.value,
             )
+        async with self._sessions.begin() as session:
+            result = await session.execute(query.values(**values))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def mark_deleting(self, endpoint: Endpoint) -> str:
         """Set DELETE_IN_PROGRESS and record the delete operation; returns its id."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
 
 from llm_launch.api.auth import current_owner
 from llm_launch.api.schemas import (
@@ -69,6 +70,21 @@ async def update_endpoint(
 ) -> TaskResponse:
     _, task_id = await service.update(owner, name, body.model_dump(exclude_unset=True))
     return TaskResponse(endpoint_creation_task_id=task_id)
+
+
+@router.get("/{name}/logs", response_class=PlainTextResponse)
+async def endpoint_logs(
+    name: str,
+    owner: Owner,
+    service: Service,
+    group: Annotated[int, Query(ge=0)] = 0,
+    rank: Annotated[int | None, Query(ge=0, description="engine rank; omit for the forwarder")] = 0,
+    forwarder: bool = False,
+    tail: Annotated[int, Query(ge=1, le=10000)] = 200,
+) -> PlainTextResponse:
+    """The last lines of one process's log: an engine rank, or the leader's forwarder."""
+    process = "forwarder" if forwarder else f"rank-{rank}"
+    return PlainTextResponse(await service.logs(owner, name, group, process, tail))
 
 
 @router.delete("/{name}", response_model=DeleteResponse)

@@ -1,0 +1,247 @@
+"""LocalBackend: the embedded default backend; runs endpoints as local process groups.
+
+The reconciler (services/reconciler.py) calls apply/observe/teardown; the inference
+router asks `targets` for the forwarders of ready groups. Group records are written to
+`<data_dir>/local-backend/<endpoint id>.json`, so a restarted server adopts the groups
+it started (or stops them), and never leaves orphan processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llm_launch.backends.base import Observation
+from llm_launch.backends.local.controller import CRASH_LOOP_FAILURES, EndpointRuntime
+from llm_launch.backends.local.engine_mode import resolve_engine_mode
+from llm_launch.backends.local.group import GroupPorts, ProcessGroup, stop_recorded_processes
+from llm_launch.backends.local.ports import PortAllocator
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.errors import NotFound
+from llm_launch.domain.status import EndpointStatus
+from llm_launch.engines.options import PlanOptions
+from llm_launch.engines.plan import IpFamily, LaunchPlan, Ports
+from llm_launch.engines.planner import plan_launch
+
+SIMULATED_NOTE = "simulated engine (no GPU or engine package here; weights not downloaded)"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self, data_dir: Path, engine_mode: str, ports: PortAllocator | None = None
+    ) -> None:
+        self.engine_mode = engine_mode  # "simulated" or "real"
+        self._data_dir = data_dir
+        self._state_dir = data_dir / "local-backend"
+        self._ports = ports or PortAllocator()
+        self._runtimes: dict[str, EndpointRuntime] = {}
+        self._tombstones: set[str] = set()
+        self._records = self._load_records()
+        self._http = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=32))
+
+    # -- the Backend contract ----------------------------------------------------------
+    async def apply(self, endpoint: Endpoint) -> None:
+        if endpoint.id in self._tombstones:
+            return
+        runtime = self._runtimes.get(endpoint.id)
+        if runtime is None:
+            runtime = self._new_runtime(endpoint)
+            self._runtimes[endpoint.id] = runtime
+            self._adopt(runtime)
+            runtime.task = asyncio.create_task(
+                runtime.run(), name=f"local-endpoint-{endpoint.name}"
+            )
+        elif runtime.endpoint.generation != endpoint.generation:
+            runtime.endpoint = endpoint
+
+    async def observe(self, endpoint: Endpoint) -> Observation:
+        runtime = self._runtimes.get(endpoint.id)
+        if runtime is None:
+            return Observation(
+                EndpointStatus.UPDATE_IN_PROGRESS, "not started yet", 0, endpoint.spec.min_workers
+            )
+        return observe_runtime(runtime, self._mode(endpoint))
+
+    async def teardown(self, endpoint: Endpoint) -> None:
+        self._tombstones.add(endpoint.id)
+        runtime = self._runtimes.pop(endpoint.id, None)
+        if runtime is not None:
+            if runtime.task is not None:
+                runtime.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runtime.task
+            await asyncio.to_thread(runtime.stop_all)
+        for record in self._records.pop(endpoint.id, []):
+            await asyncio.to_thread(stop_recorded_processes, record)
+        self._state_path(endpoint.id).unlink(missing_ok=True)
+
+    async def collect_garbage(self, live_endpoint_ids: set[str]) -> None:
+        """Stop recorded groups of endpoints that no longer exist (deleted while we were down)."""
+        for endpoint_id in [e for e in self._records if e not in live_endpoint_ids]:
+            for record in self._records.pop(endpoint_id):
+                await asyncio.to_thread(stop_recorded_processes, record)
+            self._state_path(endpoint_id).unlink(missing_ok=True)
+
+    def targets(self, endpoint: Endpoint) -> list[str]:
+        runtime = self._runtimes.get(endpoint.id)
+        return runtime.ready_urls() if runtime else []
+
+    async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
+        path = self._log_root(endpoint) / f"group-{group}" / f"{process}.log"
+        if not path.exists():
+            raise NotFound(f"no log for group {group}, {process} of endpoint {endpoint.name!r}")
+        return await asyncio.to_thread(_tail, path, tail)
+
+    async def close(self) -> None:
+        """Stop supervising; the groups keep serving and are adopted by the next server."""
+        for runtime in self._runtimes.values():
+            if runtime.task is not None:
+                runtime.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runtime.task
+            self._persist(runtime)
+        await self._http.aclose()
+
+    async def stop_everything(self) -> None:
+        """Stop every group (used by tests and `serve --stop-endpoints-on-exit`)."""
+        for runtime in list(self._runtimes.values()):
+            await self.teardown(runtime.endpoint)
+        await self.collect_garbage(set())
+
+    # -- helpers -------------------------------------------------------------------------
+    def _new_runtime(self, endpoint: Endpoint) -> EndpointRuntime:
+        return EndpointRuntime(
+            endpoint=endpoint,
+            plan_for=self._plan,
+            ports=self._ports,
+            log_root=self._log_root(endpoint),
+            base_env=self._base_env(self._mode(endpoint)),
+            http=self._http,
+            persist=self._persist,
+        )
+
+    def _adopt(self, runtime: EndpointRuntime) -> None:
+        for record in self._records.pop(runtime.endpoint.id, []):
+            group = None
+            if int(record["generation"]) == runtime.endpoint.generation:
+                group = ProcessGroup.adopt(record)
+            if group is None or group.index in runtime.groups:
+                stop_recorded_processes(record)
+                continue
+            self._ports.reserve(group.ports.all)
+            runtime.groups[group.index] = group
+
+    def _plan(self, endpoint: Endpoint, ports: GroupPorts) -> LaunchPlan:
+        options = PlanOptions(
+            ports=Ports(
+                engine=ports.engines[0], rendezvous=ports.rendezvous, forwarder=ports.forwarder
+            ),
+            socket_ifname="lo",
+            ip_family=IpFamily.IPV4,
+            bind_host="127.0.0.1",
+            weights_dir=str(self._data_dir / "weights"),
+            worker_wait_timeout_s=60,
+            resolve_timeout_s=30,
+            startup_program=(sys.executable, "-m", "llm_launch.runtime.startup"),
+            forwarder_program=(sys.executable, "-m", "llm_launch.runtime.forwarder"),
+        )
+        return plan_launch(endpoint.spec, options)
+
+    def _mode(self, endpoint: Endpoint) -> str:
+        return resolve_engine_mode(self.engine_mode, endpoint.spec.inference_framework)
+
+    def _base_env(self, mode: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LWS_")}
+        env["LLM_LAUNCH_ENGINE_MODE"] = mode
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _log_root(self, endpoint: Endpoint) -> Path:
+        return self._data_dir / "logs" / f"{endpoint.name}-{endpoint.id[-8:]}"
+
+    def _state_path(self, endpoint_id: str) -> Path:
+        return self._state_dir / f"{endpoint_id}.json"
+
+    def _persist(self, runtime: EndpointRuntime) -> None:
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        records = [g.to_record() for g in runtime.all_groups() if g.processes]
+        path = self._state_path(runtime.endpoint.id)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"groups": records}))
+        temporary.replace(path)  # atomic: a crash never leaves half a record
+
+    def _load_records(self) -> dict[str, list[dict[str, Any]]]:
+        records: dict[str, list[dict[str, Any]]] = {}
+        for path in sorted(self._state_dir.glob("*.json")) if self._state_dir.exists() else []:
+            try:
+                records[path.stem] = json.loads(path.read_text())["groups"]
+            except (OSError, ValueError, KeyError):
+                path.unlink(missing_ok=True)
+        return records
+
+
+def observe_runtime(runtime: EndpointRuntime, engine_mode: str) -> Observation:
+    endpoint = runtime.endpoint
+    wanted = endpoint.spec.min_workers
+    serving = [g for g in runtime.groups.values() if g.ready]
+    available = min(len(serving), wanted)
+    unavailable = wanted - available
+    current = [g for g in runtime.all_groups() if g.generation == endpoint.generation]
+    failing = [g for g in current if g.consecutive_failures >= CRASH_LOOP_FAILURES]
+    if failing:
+        return Observation(
+            EndpointStatus.UPDATE_FAILED, _describe(failing[0]), available, unavailable
+        )
+    settled = runtime.surge is None and all(
+        g.generation == endpoint.generation for g in runtime.groups.values()
+    )
+    if settled and len(serving) == wanted:
+        notes = [SIMULATED_NOTE] if engine_mode == "simulated" else []
+        notes += [
+            _history(g)
+            for g in sorted(runtime.groups.values(), key=lambda g: g.index)
+            if g.restarts
+        ]
+        reason = "ready" + (f"; {'; '.join(notes)}" if notes else "")
+        if wanted == 0:
+            reason = "scaled to zero (min_workers=0); the local backend does not autoscale"
+        return Observation(EndpointStatus.READY, reason, available, unavailable)
+    waiting = next((g for g in sorted(current, key=lambda g: g.index) if not g.ready), None)
+    reason = _describe(waiting) if waiting else "rolling update in progress"
+    if engine_mode == "simulated":
+        reason += f" [{SIMULATED_NOTE}]"
+    return Observation(EndpointStatus.UPDATE_IN_PROGRESS, reason, available, unavailable)
+
+
+def _describe(group: ProcessGroup) -> str:
+    where = f"group {group.index}"
+    if group.last_exit and not group.processes:
+        wait = max(0.0, group.next_start_at - time.monotonic())
+        return f"{where} restarting in {wait:.0f}s: {group.last_exit} (restart {group.restarts})"
+    if group.last_exit:
+        return (f"{where} restarted after {group.last_exit} (restart {group.restarts}); "
+                "waiting for the leader's generation check")  # fmt: skip
+    return f"{where} starting: waiting for the leader's generation check"
+
+
+def _history(group: ProcessGroup) -> str:
+    times = "time" if group.restarts == 1 else "times"
+    return f"group {group.index} restarted {group.restarts} {times} (last: {group.last_exit})"
+
+
+def _tail(path: Path, lines: int) -> str:
+    with path.open("rb") as log:
+        size = log.seek(0, os.SEEK_END)
+        log.seek(max(0, size - 256 * 1024))
+        text = log.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:]) + "\n"

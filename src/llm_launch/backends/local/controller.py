@@ -1,0 +1,162 @@
+"""EndpointRuntime: drives one endpoint's local groups towards its wanted spec.
+
+A small control loop (one asyncio task per endpoint, owned by LocalBackend): restart a
+group whose process exited (the whole group, like RecreateGroupOnPodRestart) after a
+capped exponential backoff; poll each leader's forwarder `/readyz` (a real generation
+check); scale to `min_workers` groups; roll a new generation one group at a time,
+keeping the old group serving until its replacement is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from llm_launch.backends.local.group import GroupPorts, ProcessGroup
+from llm_launch.backends.local.ports import PortAllocator
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.engines.plan import LaunchPlan
+
+TICK_S = 0.25
+MAX_BACKOFF_S = 30.0
+CRASH_LOOP_FAILURES = 5  # consecutive failures before the endpoint reports UPDATE_FAILED
+
+PlanFactory = Callable[[Endpoint, GroupPorts], LaunchPlan]
+
+
+def backoff_s(consecutive_failures: int) -> float:
+    return min(MAX_BACKOFF_S, 2.0 ** max(0, consecutive_failures - 1))
+
+
+@dataclass
+class EndpointRuntime:
+    endpoint: Endpoint
+    plan_for: PlanFactory
+    ports: PortAllocator
+    log_root: Path
+    base_env: Mapping[str, str]
+    http: httpx.AsyncClient
+    persist: Callable[[EndpointRuntime], None]
+    groups: dict[int, ProcessGroup] = field(default_factory=dict)
+    surge: ProcessGroup | None = None  # the replacement being rolled in
+    plans: dict[int, LaunchPlan] = field(default_factory=dict)  # by group index and generation
+    task: asyncio.Task[None] | None = None
+
+    # -- what the backend asks -------------------------------------------------------
+    def all_groups(self) -> list[ProcessGroup]:
+        return [*self.groups.values(), *([self.surge] if self.surge else [])]
+
+    def ready_urls(self) -> list[str]:
+        return [g.forwarder_url for g in self.all_groups() if g.ready]
+
+    # -- the loop --------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await asyncio.to_thread(self._supervise)
+            await self._poll_readiness()
+            await asyncio.to_thread(self._converge)
+            await asyncio.sleep(TICK_S)
+
+    def _supervise(self) -> None:
+        """Restart groups that lost a process, after their backoff."""
+        now = time.monotonic()
+        for group in self.all_groups():
+            if not group.processes:
+                if now >= group.next_start_at:
+                    self._start(group)
+                continue
+            exited = group.first_exited()
+            if exited is None:
+                continue
+            line = exited.last_log_line()
+            group.last_exit = f"{_role(exited.name)} {exited.describe_exit()}" + (
+                f": {line}" if line else ""
+            )
+            group.stop()
+            group.processes = []
+            group.ready = False
+            group.restarts += 1
+            group.consecutive_failures += 1
+            group.next_start_at = now + backoff_s(group.consecutive_failures)
+            self.persist(self)
+
+    async def _poll_readiness(self) -> None:
+        groups = [g for g in self.all_groups() if g.processes]
+        results = await asyncio.gather(*(self._ready(g) for g in groups))
+        for group, ready in zip(groups, results, strict=True):
+            group.ready = ready
+            if ready:
+                group.ever_ready = True
+                group.consecutive_failures = 0
+
+    async def _ready(self, group: ProcessGroup) -> bool:
+        try:
+            response = await self.http.get(f"{group.forwarder_url}/readyz", timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def _converge(self) -> None:
+        """Scale to min_workers and roll groups of an older generation."""
+        wanted = self.endpoint.spec.min_workers
+        for index in sorted(i for i in self.groups if i >= wanted):
+            self._remove(self.groups.pop(index))
+        for index in range(wanted):
+            if index not in self.groups:
+                self.groups[index] = self._new_group(index)
+        self._roll()
+
+    def _roll(self) -> None:
+        generation = self.endpoint.generation
+        if self.surge is not None:
+            if self.surge.generation != generation:  # superseded by a newer update
+                self._remove(self.surge)
+                self.surge = None
+            elif self.surge.ready:
+                old = self.groups.get(self.surge.index)
+                self.groups[self.surge.index] = self.surge
+                self.surge = None
+                if old is not None:
+                    self._remove(old)
+            return
+        stale = sorted(i for i, g in self.groups.items() if g.generation != generation)
+        if stale:
+            self.surge = self._new_group(stale[0])
+
+    def _new_group(self, index: int) -> ProcessGroup:
+        nodes = self.endpoint.spec.nodes_per_worker
+        allocated = self.ports.allocate(nodes + 2)
+        ports = GroupPorts(allocated[0], allocated[1], tuple(allocated[2:]))
+        log_dir = self.log_root / f"group-{index}"
+        group = ProcessGroup(self.endpoint.id, index, self.endpoint.generation, ports, log_dir)
+        self._start(group)
+        return group
+
+    def _start(self, group: ProcessGroup) -> None:
+        plan = self.plan_for(self.endpoint, group.ports)
+        group.start(plan, self.base_env)
+        self.persist(self)
+
+    def _remove(self, group: ProcessGroup) -> None:
+        group.stop()
+        self.ports.release(group.ports.all)
+        self.persist(self)
+
+    def stop_all(self) -> None:
+        for group in self.all_groups():
+            self._remove(group)
+        self.groups.clear()
+        self.surge = None
+
+
+def _role(process_name: str) -> str:
+    if process_name == "rank-0":
+        return "leader (rank 0)"
+    if process_name.startswith("rank-"):
+        return f"worker rank {process_name.split('-')[1]}"
+    return process_name

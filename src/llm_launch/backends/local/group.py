@@ -1,0 +1,177 @@
+"""A replica group as local processes: rank 0 (engine + forwarder) and ranks 1..n-1.
+
+Built from the same LaunchPlan the Kubernetes backend renders; only the addressing
+differs: every rank is on 127.0.0.1, so each rank's engine gets its own port, and the
+LWS environment (LWS_LEADER_ADDRESS, LWS_GROUP_SIZE, LWS_WORKER_INDEX) is set here
+the way the LeaderWorkerSet controller sets it in pods.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llm_launch.backends.local.processes import LocalProcess
+from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER
+from llm_launch.engines.plan import LaunchPlan
+
+LOCALHOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class GroupPorts:
+    forwarder: int
+    rendezvous: int
+    engines: tuple[int, ...]  # one per rank
+
+    @property
+    def all(self) -> list[int]:
+        return [self.forwarder, self.rendezvous, *self.engines]
+
+
+def replace_flag(command: Sequence[str], flag: str, value: str) -> tuple[str, ...]:
+    """Set `flag`'s value in a startup command (before any `--`, where engine args begin)."""
+    items = list(command)
+    end = items.index("--") if "--" in items else len(items)
+    if flag in items[:end]:
+        items[items.index(flag) + 1] = value
+    else:
+        items[end:end] = [flag, value]
+    return tuple(items)
+
+
+def rank_commands(
+    plan: LaunchPlan, ports: GroupPorts
+) -> list[tuple[str, tuple[str, ...], Mapping[str, str]]]:
+    """(name, argv, plan env) of every process of the group, rank 0 first."""
+    leader = plan.leader.container(ENGINE_CONTAINER)
+    result = [
+        ("rank-0", replace_flag(leader.command, "--engine-port", str(ports.engines[0])), leader.env)
+    ]
+    if plan.worker is not None:
+        worker = plan.worker.container(ENGINE_CONTAINER)
+        for rank in range(1, plan.nodes):
+            argv = replace_flag(worker.command, "--engine-port", str(ports.engines[rank]))
+            result.append((f"rank-{rank}", argv, worker.env))
+    forwarder = plan.leader.container(FORWARDER_CONTAINER)
+    result.append(("forwarder", forwarder.command, forwarder.env))
+    return result
+
+
+@dataclass
+class ProcessGroup:
+    """The processes of one group, and what happened to them."""
+
+    endpoint_id: str
+    index: int
+    generation: int
+    ports: GroupPorts
+    log_dir: Path
+    processes: list[LocalProcess] = field(default_factory=list)
+    restarts: int = 0
+    consecutive_failures: int = 0
+    last_exit: str | None = None
+    ready: bool = False
+    ever_ready: bool = False
+    started_at: float = 0.0
+    next_start_at: float = 0.0  # after a failure, the backoff ends here
+
+    @property
+    def forwarder_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports.forwarder}"
+
+    def start(self, plan: LaunchPlan, base_env: Mapping[str, str]) -> None:
+        self.processes = []
+        self.ready = False
+        self.started_at = time.monotonic()
+        for name, argv, env in rank_commands(plan, self.ports):
+            rank = int(name.split("-")[1]) if name.startswith("rank-") else 0
+            process_env = {**base_env, **env, **self._lws_env(plan.nodes, rank)}
+            log_path = self.log_dir / f"{name}.log"
+            _mark_start(log_path, self.restarts, argv)
+            self.processes.append(LocalProcess.spawn(name, argv, process_env, log_path))
+
+    def _lws_env(self, size: int, rank: int) -> dict[str, str]:
+        return {
+            "LWS_LEADER_ADDRESS": LOCALHOST,
+            "LWS_GROUP_SIZE": str(size),
+            "LWS_WORKER_INDEX": str(rank),
+            "LLM_LAUNCH_WORKER_ADDRESSES": ",".join([LOCALHOST] * (size - 1)),
+            "POD_IP": LOCALHOST,
+        }
+
+    def first_exited(self) -> LocalProcess | None:
+        return next((p for p in self.processes if not p.alive()), None)
+
+    def stop(self) -> None:
+        # Workers first, then the leader and forwarder, like a group being recreated.
+        for process in reversed(self.processes):
+            process.stop()
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "endpoint_id": self.endpoint_id,
+            "index": self.index,
+            "generation": self.generation,
+            "ports": {
+                "forwarder": self.ports.forwarder,
+                "rendezvous": self.ports.rendezvous,
+                "engines": list(self.ports.engines),
+            },
+            "log_dir": str(self.log_dir),
+            "restarts": self.restarts,
+            "processes": [
+                {
+                    "name": p.name,
+                    "pid": p.pid,
+                    "start_time": p.start_time,
+                    "log_path": str(p.log_path),
+                }
+                for p in self.processes
+            ],
+        }
+
+    @classmethod
+    def adopt(cls, record: Mapping[str, Any]) -> ProcessGroup | None:
+        """Rebuild a group from its record if every one of its processes still runs."""
+        ports = record["ports"]
+        group = cls(
+            endpoint_id=record["endpoint_id"],
+            index=int(record["index"]),
+            generation=int(record["generation"]),
+            ports=GroupPorts(ports["forwarder"], ports["rendezvous"], tuple(ports["engines"])),
+            log_dir=Path(record["log_dir"]),
+            restarts=int(record.get("restarts", 0)),
+        )
+        for entry in record["processes"]:
+            process = LocalProcess.adopt(
+                entry["name"], int(entry["pid"]), int(entry["start_time"]), Path(entry["log_path"])
+            )
+            if process is None:
+                return None
+            group.processes.append(process)
+        group.started_at = time.monotonic()
+        return group
+
+
+def stop_recorded_processes(record: Mapping[str, Any]) -> None:
+    """Stop whatever still runs of a record that cannot be adopted (never a recycled PID)."""
+    for entry in record.get("processes", []):
+        process = LocalProcess.adopt(
+            entry["name"], int(entry["pid"]), int(entry["start_time"]), Path(entry["log_path"])
+        )
+        if process is not None:
+            process.stop(grace_s=5.0)
+
+
+def _mark_start(log_path: Path, restarts: int, argv: Sequence[str]) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with log_path.open("a") as log:
+        log.write(
+            f"=== llm-launch: start {restarts} at {stamp} (pid of llm-launch {os.getpid()})\n"
+        )

@@ -1,0 +1,119 @@
+"""One local process of a group: spawn it, poll it, stop it with its whole process tree.
+
+Processes run in their own session (process group), so stopping one also stops what it
+started. A process adopted after a server restart is not our child: it is polled
+through /proc and recognised by its start time, so a recycled PID is never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class LocalProcess:
+    name: str  # e.g. "rank-1" or "forwarder"
+    pid: int
+    start_time: int
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None  # None when adopted
+    exit_code: int | None = None
+
+    @classmethod
+    def spawn(
+        cls, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path
+    ) -> LocalProcess:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            popen = subprocess.Popen(
+                list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        start = process_start_time(popen.pid) or 0
+        return cls(name, popen.pid, start, log_path, popen)
+
+    @classmethod
+    def adopt(cls, name: str, pid: int, start_time: int, log_path: Path) -> LocalProcess | None:
+        """Take over a process recorded earlier, if it is still that same process."""
+        if process_start_time(pid) != start_time:
+            return None
+        return cls(name, pid, start_time, log_path)
+
+    def alive(self) -> bool:
+        if self.exit_code is not None:
+            return False
+        if self.popen is not None:
+            code = self.popen.poll()
+            if code is not None:
+                self.exit_code = code
+                return False
+            return True
+        if process_start_time(self.pid) != self.start_time:
+            self.exit_code = -1  # adopted: the real status is not ours to read
+            return False
+        return True
+
+    def describe_exit(self) -> str:
+        code = self.exit_code
+        if code is None:
+            return "is running"
+        if code < 0 and self.popen is not None:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"exited with signal {-code}"
+        if self.popen is None:
+            return "exited (adopted process: status unknown)"
+        return f"exited with status {code}"
+
+    def last_log_line(self) -> str:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+                lines = [
+                    ln for ln in log.read().decode(errors="replace").splitlines() if ln.strip()
+                ]
+        except OSError:
+            return ""
+        return lines[-1].strip()[:300] if lines else ""
+
+    def signal_tree(self, sig: signal.Signals) -> None:
+        if self.exit_code is not None and self.popen is not None:
+            return
+        if process_start_time(self.pid) != self.start_time:
+            return  # gone, or the PID now belongs to someone else
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM the process tree, then SIGKILL what is left after `grace_s`."""
+        self.signal_tree(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.alive():
+            self.signal_tree(signal.SIGKILL)
+            if self.popen is not None:
+                self.popen.wait(timeout=5)
+        # Members of the session that outlived the leader (none, for well-behaved engines).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
