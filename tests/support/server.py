@@ -59,6 +59,10 @@ class RunningServer:
         self.stop()
         raise RuntimeError(f"server did not become healthy in {timeout}s:\n{self.log()}")
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()

@@ -24,7 +24,7 @@ from llm_launch.engines.plan import LaunchPlan
 
 TICK_S = 0.25
 MAX_BACKOFF_S = 30.0
-CRASH_LOOP_FAILURES = 5  # consecutive failures before the endpoint reports UPDATE_FAILED
+CRASH_LOOP_FAILURES = 3  # consecutive failures before the endpoint reports UPDATE_FAILED
 
 PlanFactory = Callable[[Endpoint, GroupPorts], LaunchPlan]
 
@@ -109,6 +109,7 @@ class EndpointRuntime:
         for index in range(wanted):
             if index not in self.groups:
                 self.groups[index] = self._new_group(index)
+                self.persist(self)
         self._roll()
 
     def _roll(self) -> None:
@@ -125,8 +126,15 @@ class EndpointRuntime:
                     self._remove(old)
             return
         stale = sorted(i for i, g in self.groups.items() if g.generation != generation)
+        for index in list(stale):
+            group = self.groups[index]
+            if group.plan == self.plan_for(self.endpoint, group.ports):
+                # Nothing it runs changes (scale, labels, metadata): keep it serving.
+                group.generation = generation
+                stale.remove(index)
         if stale:
             self.surge = self._new_group(stale[0])
+            self.persist(self)
 
     def _new_group(self, index: int) -> ProcessGroup:
         nodes = self.endpoint.spec.nodes_per_worker
@@ -134,12 +142,13 @@ class EndpointRuntime:
         ports = GroupPorts(allocated[0], allocated[1], tuple(allocated[2:]))
         log_dir = self.log_root / f"group-{index}"
         group = ProcessGroup(self.endpoint.id, index, self.endpoint.generation, ports, log_dir)
-        self._start(group)
-        return group
+        group.start(self.plan_for(self.endpoint, ports), self.base_env)
+        return group  # the caller records it once it is in place
 
     def _start(self, group: ProcessGroup) -> None:
-        plan = self.plan_for(self.endpoint, group.ports)
-        group.start(plan, self.base_env)
+        """Restart a group with the plan it was created with (an adopted group, which
+        carries none, is always of the current generation)."""
+        group.start(group.plan or self.plan_for(self.endpoint, group.ports), self.base_env)
         self.persist(self)
 
     def _remove(self, group: ProcessGroup) -> None:

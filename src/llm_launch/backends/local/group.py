@@ -79,12 +79,14 @@ class ProcessGroup:
     ever_ready: bool = False
     started_at: float = 0.0
     next_start_at: float = 0.0  # after a failure, the backoff ends here
+    plan: LaunchPlan | None = None  # what it runs; restarts run the same
 
     @property
     def forwarder_url(self) -> str:
         return f"http://{LOCALHOST}:{self.ports.forwarder}"
 
     def start(self, plan: LaunchPlan, base_env: Mapping[str, str]) -> None:
+        self.plan = plan
         self.processes = []
         self.ready = False
         self.started_at = time.monotonic()

@@ -1,0 +1,1 @@
+"""The Kubernetes backend: endpoints run as LeaderWorkerSets (multi-node) or Deployments."""

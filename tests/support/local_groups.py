@@ -1,0 +1,67 @@
+"""Look at the processes the local backend runs for an endpoint (from its group records)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def group_records(data_dir: Path, endpoint_id: str) -> list[dict[str, Any]]:
+    path = data_dir / "local-backend" / f"{endpoint_id}.json"
+    if not path.exists():
+        return []
+    groups: list[dict[str, Any]] = json.loads(path.read_text())["groups"]
+    return groups
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """The argv of a live process, or None if it is gone (zombies count as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return None
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.decode(errors="replace").split("\0")[:-1]
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """PIDs of live processes whose environment has `name=value` (inherited markers)."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or cmdline(int(entry.name)) is None:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(
+    client: httpx.Client,
+    name: str,
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float = 90.0,
+) -> dict[str, Any]:
+    """Poll the endpoint until `done(endpoint)`; fail with its last status if it never is."""
+    deadline = time.monotonic() + timeout
+    endpoint: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        endpoint = client.get(f"/v1/llm/model-endpoints/{name}").json()
+        if done(endpoint):
+            return endpoint
+        time.sleep(0.2)
+    raise AssertionError(
+        f"endpoint {name} did not reach the wanted state in {timeout}s; last: "
+        f"{endpoint.get('status')} {endpoint.get('spec', {}).get('status_reason')}"
+    )
