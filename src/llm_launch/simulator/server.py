@@ -1,0 +1,146 @@
+"""Runs one simulated SGLang process: parse flags, announce, join the group, serve HTTP.
+
+Called by `python -m llm_launch.simulator` (see `__main__`), which the startup program
+execs with the argv it would give `python3 -m sglang.launch_server`. Next hops:
+`simulator.args` (flags), `simulator.leader` / `simulator.worker` (rendezvous) and
+`simulator.app` (HTTP, on uvicorn).
+
+Exit status: 2 for bad flags (one line on stderr); 1 when the group fails (rank 0: it
+never formed; a worker: rank 0 unreachable, refused it, or was lost), with the reason
+as the last log line; killed by the signal otherwise (SIGTERM shuts down cleanly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from llm_launch.simulator.app import build_app, build_worker_app
+from llm_launch.simulator.args import ArgsError, SimArgs, parse_args
+from llm_launch.simulator.group import GroupShape, SingleNode
+from llm_launch.simulator.leader import Leader
+from llm_launch.simulator.worker import Worker
+
+log = logging.getLogger("llm_launch.simulator")
+
+EXIT_BAD_FLAGS = 2
+EXIT_GROUP_FAILED = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except ArgsError as exc:
+        print(f"llm_launch.simulator: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_FLAGS
+    _configure_logging(args)
+    _announce(args)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(serve(args))
+
+
+async def serve(args: SimArgs) -> int:
+    app, rendezvous = _role(args)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    http = asyncio.create_task(server.serve(), name="http")
+    if rendezvous is None:
+        await http
+        return 0
+    group = asyncio.create_task(rendezvous(), name="rendezvous")
+    await asyncio.wait({http, group}, return_when=asyncio.FIRST_COMPLETED)
+    if not group.done():  # HTTP stopped first (a signal): leave quietly
+        group.cancel()
+        await asyncio.gather(group, return_exceptions=True)
+        return 0
+    try:
+        reason = group.result()
+    except OSError as exc:
+        reason = f"rank {args.node_rank}: rendezvous failed at {args.dist_init_addr}: {exc}"
+    log.critical("exiting: %s", reason)
+    server.should_exit = True
+    await http
+    return EXIT_GROUP_FAILED
+
+
+Rendezvous = Callable[[], Coroutine[Any, Any, str]]
+
+
+def _role(args: SimArgs) -> tuple[FastAPI, Rendezvous | None]:
+    """The HTTP app of this rank, and its rendezvous (None on a single node)."""
+    if args.nnodes == 1:
+        return build_app(args, SingleNode()), None
+    assert args.dist_init_addr is not None  # checked by parse_args
+    shape = GroupShape(args.nnodes, args.tp_size, args.pp_size)
+    timing = {
+        "dist_timeout_s": args.dist_timeout_s,
+        "heartbeat_s": args.heartbeat_s,
+        "rank_timeout_s": args.rank_timeout_s,
+    }
+    if args.node_rank == 0:
+        leader = Leader(args.dist_init_addr, shape, **timing)
+        return build_app(args, leader), leader.run
+    worker = Worker(args.dist_init_addr, args.node_rank, shape, **timing)
+    return build_worker_app(args.node_rank), worker.run
+
+
+def _configure_logging(args: SimArgs) -> None:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s [SIMULATED rank {args.node_rank}] %(name)s: %(message)s",
+    )
+
+
+def _announce(args: SimArgs) -> None:
+    log.warning(
+        "SIMULATED ENGINE: llm-launch's simulator stands in for SGLang here: no GPU, no model "
+        "weights, synthetic text. model=%s served as %r, rank %d of %d, tp=%d pp=%d, "
+        "http %s:%d",
+        args.model_path,
+        args.served_model_name,
+        args.node_rank,
+        args.nnodes,
+        args.tp_size,
+        args.pp_size,
+        args.host,
+        args.port,
+    )
+    log.warning(
+        "SIMULATED ENGINE: latency model: first token after %gms, then one token every %gms",
+        args.ttft_ms,
+        args.tpot_ms,
+    )
+    if args.ignored_args:
+        log.warning(
+            "SIMULATED ENGINE: ignoring SGLang flags it does not model: %s",
+            shlex.join(args.ignored_args),
+        )
+    if args.chat_template:
+        log.info(
+            "--chat-template %s is not applied; chat prompts use the simulator's template",
+            args.chat_template,
+        )
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
