@@ -33,6 +33,7 @@ from llm_launch.domain.spec import EndpointSpec
 SUPPORTED_ENDPOINT_TYPES = ("sync", "streaming")
 CHECKPOINT_SCHEMES = ("s3://", "gs://", "hf://", "file://")
 _ENGINE_ARG_KEY = re.compile(r"^-{0,2}[A-Za-z][A-Za-z0-9]*([-_][A-Za-z0-9]+)*$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,255}$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -76,8 +77,12 @@ def _check_framework(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> Non
             f"{spec.endpoint_type!r} is not supported; use 'sync' or 'streaming' "
             "(both serve sync and streaming requests)",
         )
-    if not spec.model_name or not spec.model_name.strip():
-        p.add("model_name", "must not be empty")
+    if not _MODEL_NAME.match(spec.model_name or ""):
+        p.add(
+            "model_name",
+            "must be 1-256 characters of letters, digits and . _ / : @ + -, "
+            "starting with a letter or digit",
+        )
     if spec.source != "hugging_face":
         p.add("source", f"{spec.source!r} is not supported; the only source is 'hugging_face'")
     if not _IMAGE_TAG.match(spec.inference_framework_image_tag or ""):
@@ -189,8 +194,12 @@ def _check_engine_options(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -
             )
         elif scheme is not None and not path[len(scheme) :].strip("/"):
             p.add("checkpoint_path", f"names no object after {scheme}")
-    for key in spec.engine_args:
+    for key, value in spec.engine_args.items():
         path = f"engine_args.{key}"
+        if isinstance(value, list) and not value:
+            p.add(path, "an empty list cannot be passed; leave the flag out")
+        elif isinstance(value, list) and any(str(v).startswith("-") for v in value):
+            p.add(path, "list items may not start with '-' (they would be read as flags)")
         if not _ENGINE_ARG_KEY.match(key):
             p.add(path, "must be a flag name such as 'context-length' or 'mem_fraction_static'")
         elif framework is not None and flag_name(key) in RESERVED_ENGINE_ARGS[framework]:

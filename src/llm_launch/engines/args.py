@@ -1,11 +1,13 @@
 """Render `engine_args` (a JSON object) as argv items, without any shell in between.
 
-Each value becomes its own argv item, so spaces, quotes and JSON survive intact:
-    {"context-length": 8192}        -> ["--context-length", "8192"]
+Each value becomes its own argv item, so spaces, quotes and JSON survive intact, and a
+value is joined to its flag with `=` so one that starts with `-` is not read as a flag:
+    {"context-length": 8192}        -> ["--context-length=8192"]
     {"enable-metrics": true}        -> ["--enable-metrics"]
     {"disable-cuda-graph": false}   -> []          (a store_true flag left off)
-    {"cuda-graph-bs": [1, 2, 4]}    -> ["--cuda-graph-bs", "1", "2", "4"]
-    {"json-model-override-args": {"a": 1}} -> ["--json-model-override-args", '{"a": 1}']
+    {"cuda-graph-bs": [1, 2, 4]}    -> ["--cuda-graph-bs", "1", "2", "4"]   (nargs lists)
+    {"json-model-override-args": {"a": 1}} -> ['--json-model-override-args={"a": 1}']
+Validation (domain/validation.py) refuses empty lists and list items starting with `-`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def render_engine_args(engine_args: Mapping[str, Any]) -> tuple[str, ...]:
         elif isinstance(value, list):
             argv += [flag, *(_scalar(item) for item in value)]
         else:
-            argv += [flag, _scalar(value)]
+            argv.append(f"{flag}={_scalar(value)}")
     return tuple(argv)
 
 

@@ -13,11 +13,15 @@ PROBE_PERIOD_S = 10
 
 
 def common_env(spec: EndpointSpec, options: PlanOptions) -> dict[str, str]:
-    return {
+    env = {
         "NCCL_SOCKET_IFNAME": options.socket_ifname,
         "GLOO_SOCKET_IFNAME": options.socket_ifname,
         "LLM_LAUNCH_ENDPOINT_NAME": spec.name,
     }
+    if spec.chat_template_override is not None:
+        # A template is free text (it may even be "--"); the environment carries it intact.
+        env["LLM_LAUNCH_CHAT_TEMPLATE"] = spec.chat_template_override
+    return env
 
 
 def startup_command(
@@ -39,8 +43,8 @@ def startup_command(
         "--pp-size", str(pp_size),
         "--engine-port", str(options.ports.engine),
         "--dist-port", str(options.ports.rendezvous),
-        "--model", spec.model_name,
-        "--served-model-name", spec.model_name,
+        f"--model={spec.model_name}",
+        f"--served-model-name={spec.model_name}",
         "--ip-family", options.ip_family.value,
         "--weights-dir", options.weights_dir,
         "--resolve-timeout", str(options.resolve_timeout_s),
@@ -49,13 +53,12 @@ def startup_command(
     optional = {
         "--checkpoint-path": spec.checkpoint_path,
         "--quantization": spec.quantize,
-        "--chat-template": spec.chat_template_override,
         "--cluster-domain": options.cluster_domain,
         "--bind-host": options.bind_host,
     }
     for flag, value in optional.items():
         if value is not None:
-            argv += [flag, value]
+            argv.append(f"{flag}={value}")  # `=`: a value starting with '-' stays a value
     extra = render_engine_args(spec.engine_args)
     return (*argv, "--", *extra) if extra else tuple(argv)
 

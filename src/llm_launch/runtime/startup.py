@@ -70,7 +70,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--served-model-name")
     p.add_argument("--checkpoint-path")
     p.add_argument("--quantization")
-    p.add_argument("--chat-template", help="template text; written to a file for the engine")
+    p.add_argument("--chat-template", default=env.get("LLM_LAUNCH_CHAT_TEMPLATE"),
+                   help="template text; default $LLM_LAUNCH_CHAT_TEMPLATE")  # fmt: skip
     p.add_argument("--ip-family", choices=[f.value for f in IpFamily], default="auto")
     p.add_argument("--bind-host")
     p.add_argument("--cluster-domain", default=env.get("LLM_LAUNCH_CLUSTER_DOMAIN"))

@@ -23,7 +23,13 @@ def plan_for(body: dict[str, Any], **options: Any) -> LaunchPlan:
 
 
 def flag(command: tuple[str, ...], name: str) -> str:
-    return command[command.index(name) + 1]
+    """The value of `name`, written `name value` or `name=value`."""
+    for position, item in enumerate(command):
+        if item == name:
+            return command[position + 1]
+        if item.startswith(f"{name}="):
+            return item.split("=", 1)[1]
+    raise AssertionError(f"{name} not in {command}")
 
 
 def engine_command(plan: LaunchPlan, role: Role) -> tuple[str, ...]:
@@ -112,9 +118,9 @@ def test_multinode_vllm_is_tensor_parallel_per_node_and_pipeline_parallel_across
 def test_quantization_and_chat_template_come_from_the_request() -> None:
     template = "{% for m in messages %}{{ m.content }}\n{% endfor %}"
     body = endpoint_body(quantize="awq", chat_template_override=template)
-    command = engine_command(plan_for(body), Role.LEADER)
-    assert flag(command, "--quantization") == "awq"
-    assert flag(command, "--chat-template") == template
+    plan = plan_for(body)
+    assert flag(engine_command(plan, Role.LEADER), "--quantization") == "awq"
+    assert plan.leader.container("engine").env["LLM_LAUNCH_CHAT_TEMPLATE"] == template
 
 
 class TestExtraArguments:
@@ -139,6 +145,10 @@ class TestExtraArguments:
         assert "--enable-metrics" in argv and "--disable-radix-cache" not in argv
         assert flag(argv, "--mem-fraction-static") == "0.85"
         assert flag(argv, "--quote") == 'it\'s "quoted" $HOME; rm -rf /'
+
+    def test_values_that_start_with_a_dash_stay_values(self) -> None:
+        assert render_engine_args({"api-key": "-secret"}) == ("--api-key=-secret",)
+        assert render_engine_args({"api-key": "--"}) == ("--api-key=--",)
 
     def test_extra_arguments_follow_the_separator_in_the_container_command(self) -> None:
         command = engine_command(plan_for(seed_body(engine_args=self.AWKWARD)), Role.WORKER)
