@@ -173,6 +173,76 @@ def plan(
     typer.echo(json.dumps(launch_plan.to_dict(), indent=2))
 
 
+@app.command()
+def render(
+    file: Annotated[Path, typer.Option("-f", "--file", help="Create-request body (JSON).")],
+    namespace: Annotated[str, typer.Option(help="namespace of the objects")] = "default",
+    owner: Annotated[str, typer.Option(help="owner label of the objects")] = "local",
+    endpoint_id: Annotated[
+        str | None, typer.Option(help="endpoint id label; default: derived from owner and name")
+    ] = None,
+    ip_family: Annotated[str, typer.Option(help="auto, ipv4 or ipv6")] = "auto",
+    socket_ifname: Annotated[str, typer.Option(help="NCCL/Gloo network interface")] = "eth0",
+    cluster_domain: Annotated[
+        str | None, typer.Option(help="appended to the leader's name")
+    ] = None,
+    image_repository: Annotated[
+        str | None, typer.Option(help="engine image repository (default: ours for the framework)")
+    ] = None,
+    hardware_catalog: Annotated[
+        Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG")
+    ] = None,
+) -> None:
+    """Print the Kubernetes objects of a create request as multi-document YAML."""
+    from llm_launch.backends.kubernetes.config import (
+        DEFAULT_IMAGE_REPOSITORIES,
+        KubernetesConfig,
+        KubernetesConfigError,
+    )
+    from llm_launch.backends.kubernetes.render import (
+        EndpointIdentity,
+        derived_endpoint_id,
+        render_spec,
+        to_yaml,
+    )
+    from llm_launch.domain.errors import InvalidRequest
+    from llm_launch.domain.names import label_value_problem
+    from llm_launch.domain.spec import build_spec
+    from llm_launch.engines.options import PlanOptions
+    from llm_launch.engines.plan import IpFamily
+
+    for option, value in (("--owner", owner), ("--endpoint-id", endpoint_id or "")):
+        if label_value_problem(value):
+            raise _fail(f"{option}: {label_value_problem(value)}")
+    try:
+        catalog = load_hardware_catalog(hardware_catalog)
+        spec = build_spec(_read_body(file), catalog)
+        repositories = dict(DEFAULT_IMAGE_REPOSITORIES)
+        if image_repository:
+            repositories[spec.inference_framework] = image_repository
+        config = KubernetesConfig(
+            namespace=namespace,
+            image_repositories=repositories,
+            catalog=catalog,
+            plan_options=PlanOptions(
+                ip_family=IpFamily(ip_family),
+                socket_ifname=socket_ifname,
+                cluster_domain=cluster_domain,
+            ),
+        )
+        identity = EndpointIdentity(
+            name=spec.name,
+            endpoint_id=endpoint_id or derived_endpoint_id(owner, spec.name),
+            owner=owner,
+        )
+        objects = render_spec(spec, config, identity)
+    except InvalidRequest as exc:
+        raise _fail("invalid request: " + "; ".join(str(e) for e in exc.errors)) from exc
+    except (CatalogError, KubernetesConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(to_yaml(objects), nl=False)
+
+
 @endpoints_app.command("create")
 def create_endpoint(
     file: Annotated[Path, typer.Option("-f", "--file", help="Request body (JSON); - for stdin.")],

@@ -15,6 +15,7 @@ from llm_launch.domain.names import K8S_NAME_PREFIX
 from llm_launch.domain.spec import EndpointSpec
 
 __all__ = [
+    "ANNOTATION_GENERATION",
     "LABEL_ENDPOINT",
     "LABEL_ENDPOINT_ID",
     "LABEL_MANAGED_BY",
@@ -24,7 +25,6 @@ __all__ = [
     "LWS_WORKER_INDEX_LABEL",
     "MANAGED_BY",
     "MANAGED_SELECTOR",
-    "ANNOTATION_GENERATION",
     "EndpointIdentity",
     "derived_endpoint_id",
     "identity_labels",

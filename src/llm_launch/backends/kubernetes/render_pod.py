@@ -1,0 +1,177 @@
+"""Pod templates from a launch plan's role: containers, env, resources, probes, volumes.
+
+Called by `render` for the LeaderWorkerSet's leader and worker templates and for the
+Deployment's template; reads the plan (`engines.plan`) and the hardware catalog entry of
+the endpoint's GPU type. Pure: plain dicts in Kubernetes' JSON shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llm_launch.backends.kubernetes.config import KubernetesConfig
+from llm_launch.backends.kubernetes.render_names import LABEL_ROLE, LWS_NAME_LABEL
+from llm_launch.domain.hardware import GpuType, Toleration
+from llm_launch.domain.quantity import parse_quantity
+from llm_launch.domain.spec import EndpointSpec
+from llm_launch.engines.common import ENGINE_CONTAINER
+from llm_launch.engines.plan import ContainerPlan, Probe, Role, RolePlan
+
+Manifest = dict[str, Any]
+
+SHM_VOLUME = "dshm"
+WEIGHTS_VOLUME = "weights"
+# Downward API: every container learns its pod's IP (the startup program's own address,
+# SGLANG_HOST_IP), name and namespace.
+DOWNWARD_ENV = (
+    ("POD_IP", "status.podIP"),
+    ("POD_NAME", "metadata.name"),
+    ("POD_NAMESPACE", "metadata.namespace"),
+)
+# The LeaderWorkerSet controller injects LWS_LEADER_ADDRESS, LWS_GROUP_SIZE and
+# LWS_WORKER_INDEX, but not its own name: read it from the label it sets.
+LWS_NAME_ENV = ("LWS_NAME", f"metadata.labels['{LWS_NAME_LABEL}']")
+_PROBE_FIELDS = {
+    "startup": "startupProbe",
+    "readiness": "readinessProbe",
+    "liveness": "livenessProbe",
+}
+
+
+@dataclass(frozen=True)
+class PodContext:
+    """What every pod of one endpoint shares."""
+
+    spec: EndpointSpec
+    config: KubernetesConfig
+    gpu: GpuType | None  # the catalog entry of spec.gpu_type
+    labels: dict[str, str]
+    in_leaderworkerset: bool
+
+
+def pod_template(role: RolePlan, ctx: PodContext) -> Manifest:
+    """The pod template of one role (leader or worker)."""
+    metadata: Manifest = {"labels": {**ctx.labels, LABEL_ROLE: role.role.value}}
+    if role.role is Role.LEADER and ctx.config.prometheus_annotations:
+        metadata["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(ctx.config.plan_options.ports.forwarder),
+            "prometheus.io/path": "/metrics",
+        }
+    return {"metadata": metadata, "spec": _pod_spec(role, ctx)}
+
+
+def _pod_spec(role: RolePlan, ctx: PodContext) -> Manifest:
+    config = ctx.config
+    spec: Manifest = {
+        "containers": [container(plan, ctx) for plan in role.containers],
+        "volumes": _volumes(ctx),
+        # No Service env vars: a Service named e.g. `vllm` would inject VLLM_PORT, which
+        # vLLM reads as its own setting.
+        "enableServiceLinks": False,
+        # Engines and the forwarder never call the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": config.termination_grace_period_s,
+    }
+    if config.service_account:
+        spec["serviceAccountName"] = config.service_account
+    if config.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in config.image_pull_secrets]
+    if ctx.gpu is not None and ctx.gpu.node_selector:
+        spec["nodeSelector"] = dict(ctx.gpu.node_selector)
+    if ctx.gpu is not None and ctx.gpu.tolerations:
+        spec["tolerations"] = [_toleration(t) for t in ctx.gpu.tolerations]
+    return spec
+
+
+def container(plan: ContainerPlan, ctx: PodContext) -> Manifest:
+    """One container: the engine gets the endpoint's resources and volumes."""
+    is_engine = plan.name == ENGINE_CONTAINER
+    result: Manifest = {
+        "name": plan.name,
+        "image": image(ctx.spec, ctx.config),
+        "imagePullPolicy": ctx.config.image_pull_policy,
+        "command": list(plan.command),
+        "env": _env(plan, ctx.in_leaderworkerset),
+        "ports": [
+            {"name": name, "containerPort": port, "protocol": "TCP"}
+            for name, port in plan.ports.items()
+        ],
+        "resources": _engine_resources(ctx) if is_engine else _forwarder_resources(ctx.config),
+    }
+    if is_engine:
+        result["volumeMounts"] = [
+            {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
+            {"name": WEIGHTS_VOLUME, "mountPath": ctx.config.plan_options.weights_dir},
+        ]
+    for probe in plan.probes:
+        result[_PROBE_FIELDS[probe.kind]] = http_probe(probe)
+    return result
+
+
+def image(spec: EndpointSpec, config: KubernetesConfig) -> str:
+    """Our engine image for the endpoint's framework, at the endpoint's tag."""
+    repository = config.image_repositories[spec.inference_framework]
+    return f"{repository}:{spec.inference_framework_image_tag}"
+
+
+def http_probe(probe: Probe) -> Manifest:
+    result: Manifest = {
+        "httpGet": {"path": probe.path, "port": probe.port},
+        "periodSeconds": probe.period_s,
+        "timeoutSeconds": probe.timeout_s,
+        "failureThreshold": probe.failure_threshold,
+    }
+    if probe.initial_delay_s:
+        result["initialDelaySeconds"] = probe.initial_delay_s
+    return result
+
+
+def _env(plan: ContainerPlan, in_leaderworkerset: bool) -> list[Manifest]:
+    downward = [*DOWNWARD_ENV, LWS_NAME_ENV] if in_leaderworkerset else list(DOWNWARD_ENV)
+    env = [{"name": n, "valueFrom": {"fieldRef": {"fieldPath": path}}} for n, path in downward]
+    taken = {name for name, _ in downward}
+    env += [{"name": k, "value": v} for k, v in plan.env.items() if k not in taken]
+    return env
+
+
+def _engine_resources(ctx: PodContext) -> Manifest:
+    spec = ctx.spec
+    amounts = {"cpu": str(spec.cpus), "memory": spec.memory}
+    if spec.storage is not None:
+        amounts["ephemeral-storage"] = spec.storage
+    if spec.gpus > 0:
+        amounts[ctx.config.gpu_resource] = str(spec.gpus)
+    # Requests equal limits: GPUs require it, and the pod gets the Guaranteed QoS class.
+    return {"requests": amounts, "limits": dict(amounts)}
+
+
+def _forwarder_resources(config: KubernetesConfig) -> Manifest:
+    amounts = {"cpu": config.forwarder_cpu, "memory": config.forwarder_memory}
+    return {"requests": amounts, "limits": dict(amounts)}
+
+
+def _volumes(ctx: PodContext) -> list[Manifest]:
+    weights: Manifest = {}
+    if ctx.spec.storage is not None:
+        weights["sizeLimit"] = ctx.spec.storage
+    return [
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": _shm_size(ctx)}},
+        {"name": WEIGHTS_VOLUME, "emptyDir": weights},
+    ]
+
+
+def _shm_size(ctx: PodContext) -> str:
+    """The configured /dev/shm size, or the endpoint's memory if that is smaller."""
+    configured, memory = ctx.config.shm_size, ctx.spec.memory
+    return memory if parse_quantity(memory) < parse_quantity(configured) else configured
+
+
+def _toleration(t: Toleration) -> Manifest:
+    result: Manifest = {"key": t.key, "operator": t.operator}
+    if t.value is not None:
+        result["value"] = t.value
+    if t.effect is not None:
+        result["effect"] = t.effect
+    return result
