@@ -34,7 +34,7 @@ class KubernetesForbidden(KubernetesError):
     """401/403: the control plane's credentials lack a permission (RBAC)."""
 
 
-class KubernetesConfigError(KubernetesError):
+class KubeconfigError(KubernetesError):
     """No usable kubeconfig or in-cluster service account."""
 
 

@@ -1,0 +1,290 @@
+"""KubernetesBackend: runs endpoints as LeaderWorkerSets (multi-node) or Deployments.
+
+Callers: the reconciler (`services/reconciler.py`: apply, observe, teardown,
+collect_garbage), the endpoint service (teardown on delete, logs) and the inference router
+(`targets`). Next hops: `render.render_endpoint` (spec -> manifests), `apply` (server-side
+apply, prune, delete and wait), `watch` (informers whose caches `observe` and `targets`
+read), `status` (cache -> Observation), `client.KubeClient` (pod logs).
+
+The reconciler calls `apply` and `observe` every pass (about twice a second per endpoint):
+`apply` reaches the API server only when the endpoint's generation changed, when the
+watch shows its workload missing, or every `resync_s` (repairing drift); `observe` reads
+the informers' caches and fetches a container's log only once per crash.
+
+Connects lazily (the first call made in the event loop): from an explicit kubeconfig,
+else `$KUBECONFIG`, else the in-cluster service account, else `~/.kube/config`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_launch.backends.base import Observation
+from llm_launch.backends.kubernetes import apply as applier
+from llm_launch.backends.kubernetes.client import DEPLOYMENT, LEADER_WORKER_SET, POD, KubeClient
+from llm_launch.backends.kubernetes.config import KubernetesConfig
+from llm_launch.backends.kubernetes.errors import ObjectNotFound
+from llm_launch.backends.kubernetes.history import RecreationTracker
+from llm_launch.backends.kubernetes.render import render_endpoint
+from llm_launch.backends.kubernetes.render_names import (
+    LABEL_ENDPOINT_ID,
+    MANAGED_SELECTOR,
+    object_name,
+    service_url,
+)
+from llm_launch.backends.kubernetes.status import (
+    Workload,
+    crashing_containers,
+    observe,
+    pod_views,
+    ready_groups,
+)
+from llm_launch.backends.kubernetes.watch import Informer, WatchTiming
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.errors import FieldError, InvalidRequest, LaunchError, NotFound
+from llm_launch.domain.status import EndpointStatus
+from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER
+
+log = logging.getLogger("llm_launch.kubernetes")
+
+Object = dict[str, Any]
+Render = Callable[[Endpoint], list[Object]]
+CrashKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class KubernetesTiming:
+    delete_timeout_s: float = 600.0  # teardown gives up (DeletionTimeout) after this
+    delete_poll_s: float = 1.0
+    sync_wait_s: float = 5.0  # observe waits this long for a watch's first list
+    resync_s: float = 600.0  # re-apply an unchanged endpoint this often
+    missing_grace_s: float = 10.0  # re-apply when the workload is still unseen after this
+    crash_log_lines: int = 5
+    watch: WatchTiming = field(default_factory=WatchTiming)
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        config: KubernetesConfig,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        *,
+        client: KubeClient | None = None,
+        render: Render | None = None,
+        timing: KubernetesTiming | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.namespace = config.namespace
+        self._render: Render = render or (lambda endpoint: render_endpoint(endpoint, config))
+        self._kubeconfig = kubeconfig
+        self._context = context
+        self._client = client
+        self._timing = timing or KubernetesTiming()
+        self._clock = clock
+        self._start_lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._applied: dict[str, tuple[int, float]] = {}  # endpoint id -> generation, when
+        self._tombstones: set[str] = set()
+        self._crash_logs: dict[str, dict[CrashKey, str]] = {}
+        self._recreations = RecreationTracker()
+        self._informers: dict[str, Informer] = {}
+
+    # -- the Backend contract ----------------------------------------------------------
+    async def apply(self, endpoint: Endpoint) -> None:
+        if endpoint.id in self._tombstones:
+            return
+        client = await self._connected()
+        async with self._lock(endpoint.id):
+            if endpoint.id in self._tombstones or not self._needs_apply(endpoint):
+                return
+            objects = self._render(endpoint)
+            await applier.apply_objects(client, self.namespace, endpoint.id, objects)
+            self._applied[endpoint.id] = (endpoint.generation, self._clock())
+            log.info("applied %s generation %d", endpoint.name, endpoint.generation)
+
+    async def observe(self, endpoint: Endpoint) -> Observation:
+        await self._connected()
+        workload = self._workload(endpoint)
+        for informer in (self._informer(workload.kind), self._informers["Pod"]):
+            if not await informer.wait_synced(self._timing.sync_wait_s):
+                why = f": {informer.last_error}" if informer.last_error else ""
+                return Observation(
+                    EndpointStatus.UPDATE_IN_PROGRESS,
+                    f"waiting for the first list of {informer.resource.kind} objects{why}",
+                    0,
+                    endpoint.spec.min_workers,
+                )
+        workload = self._workload(endpoint)
+        pods = self._informers["Pod"].cache.for_endpoint(endpoint.id)
+        logs = await self._crash_logs_of(endpoint.id, pods)
+        return observe(workload, pods, logs, self._recreations.recreations(endpoint.id))
+
+    async def teardown(self, endpoint: Endpoint) -> None:
+        self._tombstones.add(endpoint.id)
+        client = await self._connected()
+        async with self._lock(endpoint.id):
+            await applier.delete_endpoint(
+                client,
+                self.namespace,
+                endpoint.id,
+                self._timing.delete_timeout_s,
+                self._timing.delete_poll_s,
+            )
+        self._forget(endpoint.id)
+
+    async def collect_garbage(self, live_endpoint_ids: set[str]) -> None:
+        """Best effort: a failure is logged, not raised, so that it cannot hold up the
+        reconciliation of the endpoints that do exist."""
+        try:
+            client = await self._connected()
+            deleted = await applier.collect_garbage(client, self.namespace, live_endpoint_ids)
+        except LaunchError as exc:
+            log.warning("garbage collection skipped: %s", exc.message)
+            return
+        if deleted:
+            log.info("deleted objects of endpoints that no longer exist: %s", ", ".join(deleted))
+        for endpoint_id in set(self._applied) - live_endpoint_ids:
+            self._forget(endpoint_id)
+
+    def targets(self, endpoint: Endpoint) -> list[str]:
+        """The endpoint's Service, once at least one group is ready (the Service itself
+        balances over the ready leaders)."""
+        if "Pod" not in self._informers:
+            return []
+        workload = self._workload(endpoint)
+        pods = self._informers["Pod"].cache.for_endpoint(endpoint.id)
+        if workload.obj is None or ready_groups(workload, pods) == 0:
+            return []
+        return [service_url(endpoint.spec, self.namespace, self.config.service_port)]
+
+    async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
+        """`process` is `rank-N` (container `engine` of rank N) or `forwarder` (the
+        leader's forwarder). Leader pod `<lws>-<group>`, workers `<lws>-<group>-<rank>`;
+        a Deployment's pods are its groups, by age."""
+        client = await self._connected()
+        rank, container = _parse_process(process)
+        pod = self._pod_name(endpoint, group, rank)
+        try:
+            return await client.read_log(self.namespace, pod, container, tail)
+        except ObjectNotFound as exc:
+            raise NotFound(
+                f"no log for group {group}, {process} of endpoint {endpoint.name!r}: "
+                f"{exc.message} (is the group running?)"
+            ) from exc
+
+    async def close(self) -> None:
+        """Stop the watches and release the connections; the workloads keep running."""
+        for informer in self._informers.values():
+            await informer.stop()
+        self._informers.clear()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # -- helpers -------------------------------------------------------------------------
+    async def _connected(self) -> KubeClient:
+        async with self._start_lock:
+            if self._client is None:
+                self._client = await KubeClient.connect(self._kubeconfig, self._context)
+            if not self._informers:
+                self._start_informers(self._client)
+            return self._client
+
+    def _start_informers(self, client: KubeClient) -> None:
+        for resource in (LEADER_WORKER_SET, DEPLOYMENT, POD):
+            listeners = [self._recreations.record] if resource is POD else []
+            informer = Informer(
+                client, resource, self.namespace, MANAGED_SELECTOR, listeners, self._timing.watch
+            )
+            self._informers[resource.kind] = informer
+            informer.start()
+
+    def _informer(self, kind: str) -> Informer:
+        return self._informers[kind]
+
+    def _workload(self, endpoint: Endpoint) -> Workload:
+        kind = LEADER_WORKER_SET.kind if endpoint.spec.is_multinode else DEPLOYMENT.kind
+        name = object_name(endpoint.name)
+        informer = self._informers.get(kind)
+        obj = informer.cache.get(name) if informer is not None else None
+        if (
+            obj is not None
+            and (obj["metadata"].get("labels") or {}).get(LABEL_ENDPOINT_ID) != endpoint.id
+        ):
+            obj = None  # an earlier endpoint's object of the same name, on its way out
+        return Workload(kind, name, obj, endpoint.generation, endpoint.spec.min_workers)
+
+    def _needs_apply(self, endpoint: Endpoint) -> bool:
+        applied = self._applied.get(endpoint.id)
+        if applied is None or applied[0] != endpoint.generation:
+            return True
+        age = self._clock() - applied[1]
+        if age >= self._timing.resync_s:
+            return True
+        informer = self._informers[self._workload(endpoint).kind]
+        missing = informer.synced.is_set() and self._workload(endpoint).obj is None
+        return missing and age >= self._timing.missing_grace_s
+
+    async def _crash_logs_of(self, endpoint_id: str, pods: list[Object]) -> dict[CrashKey, str]:
+        """The last lines of each crash-looping container's previous run, fetched once per
+        crash (the key holds the restart count)."""
+        known = self._crash_logs.get(endpoint_id, {})
+        fresh: dict[CrashKey, str] = {}
+        for crashing in crashing_containers(pods):
+            if crashing.key in known:
+                fresh[crashing.key] = known[crashing.key]
+                continue
+            fresh[crashing.key] = await self._read_crash_log(crashing.pod, crashing.container)
+        self._crash_logs[endpoint_id] = fresh
+        return fresh
+
+    async def _read_crash_log(self, pod: str, container: str) -> str:
+        assert self._client is not None
+        lines = self._timing.crash_log_lines
+        try:
+            return await self._client.read_log(self.namespace, pod, container, lines, True)
+        except LaunchError:
+            pass  # no previous run kept (yet): the current one may have written something
+        try:
+            return await self._client.read_log(self.namespace, pod, container, lines)
+        except LaunchError as exc:
+            return f"(log unavailable: {exc.message})"
+
+    def _pod_name(self, endpoint: Endpoint, group: int, rank: int) -> str:
+        workload = self._workload(endpoint)
+        if workload.kind == LEADER_WORKER_SET.kind:
+            return f"{workload.name}-{group}" + (f"-{rank}" if rank else "")
+        if rank != 0:
+            raise NotFound(f"endpoint {endpoint.name!r} runs on one node: it has only rank-0")
+        pods = self._informers["Pod"].cache.for_endpoint(endpoint.id)
+        views = [v for v in pod_views(workload, pods) if v.group == group]
+        if not views:
+            raise NotFound(f"endpoint {endpoint.name!r} has no group {group} running")
+        return views[0].name
+
+    def _lock(self, endpoint_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(endpoint_id, asyncio.Lock())
+
+    def _forget(self, endpoint_id: str) -> None:
+        self._applied.pop(endpoint_id, None)
+        self._crash_logs.pop(endpoint_id, None)
+        self._locks.pop(endpoint_id, None)
+        self._recreations.forget(endpoint_id)
+
+
+def _parse_process(process: str) -> tuple[int, str]:
+    if process == "forwarder":
+        return 0, FORWARDER_CONTAINER
+    rank = process.removeprefix("rank-")
+    if process.startswith("rank-") and rank.isdigit():
+        return int(rank), ENGINE_CONTAINER
+    raise InvalidRequest([FieldError("process", "must be 'forwarder' or 'rank-<N>'")])

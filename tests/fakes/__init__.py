@@ -1,0 +1,1 @@
+"""In-memory and tiny-server fakes for tests (one per module)."""

@@ -1,0 +1,1 @@
+"""The Kubernetes client layer against a local server speaking the Kubernetes API."""
