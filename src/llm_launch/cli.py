@@ -57,8 +57,17 @@ def serve(
         Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG", help="GPU types YAML.")
     ] = None,
     backend: Annotated[
-        str, typer.Option(envvar="LLM_LAUNCH_BACKEND", help="local (processes here) or none")
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_BACKEND", help="local (processes here), kubernetes, or none"
+        ),
     ] = "local",
+    kubernetes_namespace: Annotated[
+        str, typer.Option(envvar="LLM_LAUNCH_KUBERNETES_NAMESPACE", help="where endpoints run")
+    ] = "default",
+    kubeconfig: Annotated[
+        str | None, typer.Option(envvar="KUBECONFIG", help="default: in-cluster or ~/.kube/config")
+    ] = None,
     engine_mode: Annotated[
         str,
         typer.Option(
@@ -83,8 +92,8 @@ def serve(
             "it would control every endpoint. Set LLM_LAUNCH_API_KEYS or --api-keys-file, "
             "or bind 127.0.0.1."
         )
-    if backend not in ("local", "none"):
-        raise _fail(f"--backend must be local or none (got {backend!r})")
+    if backend not in ("local", "kubernetes", "none"):
+        raise _fail(f"--backend must be local, kubernetes or none (got {backend!r})")
     if engine_mode not in ("auto", "simulated", "real"):
         raise _fail(f"--engine-mode must be auto, simulated or real (got {engine_mode!r})")
     data_dir = data_dir or default_data_dir()
@@ -97,6 +106,8 @@ def serve(
         catalog=catalog,
         backend=backend,
         engine_mode=engine_mode,
+        kubernetes_namespace=kubernetes_namespace,
+        kubeconfig=kubeconfig,
     )
     mode = (
         f"{len(keys.owners)} owner(s) with API keys"

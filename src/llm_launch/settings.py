@@ -31,6 +31,8 @@ class Settings:
     backend: str = "local"  # "local" or "none" (store only: endpoints stay UPDATE_PENDING)
     engine_mode: str = "auto"  # local backend: "auto", "simulated" or "real"
     reconcile_interval_s: float = 0.5
+    kubernetes_namespace: str = "default"
+    kubeconfig: str | None = None  # None: $KUBECONFIG, in-cluster, then ~/.kube/config
 
 
 def is_loopback(host: str) -> bool:

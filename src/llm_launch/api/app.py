@@ -28,7 +28,13 @@ def make_backend(settings: Settings) -> Backend | None:
         from llm_launch.backends.local.backend import LocalBackend
 
         return LocalBackend(settings.data_dir, settings.engine_mode)
-    raise ValueError(f"unknown backend {settings.backend!r}; use local or none")
+    if settings.backend == "kubernetes":
+        from llm_launch.backends.kubernetes.backend import KubernetesBackend
+        from llm_launch.backends.kubernetes.config import KubernetesConfig
+
+        config = KubernetesConfig(namespace=settings.kubernetes_namespace, catalog=settings.catalog)
+        return KubernetesBackend(config, kubeconfig=settings.kubeconfig)
+    raise ValueError(f"unknown backend {settings.backend!r}; use local, kubernetes or none")
 
 
 def create_app(settings: Settings) -> FastAPI:

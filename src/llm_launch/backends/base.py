@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.errors import FieldError
+from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 
 
@@ -28,6 +30,10 @@ class Backend(Protocol):
     """Runs endpoints. Every method is idempotent and safe to retry."""
 
     name: str
+
+    def check(self, spec: EndpointSpec) -> list[FieldError]:
+        """What this backend cannot run of a valid spec (checked before anything is stored)."""
+        ...
 
     async def apply(self, endpoint: Endpoint) -> None:
         """Create or roll what runs `endpoint` so that it matches `endpoint.spec`."""

@@ -12,9 +12,9 @@ from typing import Any
 
 from llm_launch.backends.base import Backend
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import Conflict, LaunchError, NotFound, UpstreamFailed
+from llm_launch.domain.errors import Conflict, InvalidRequest, LaunchError, NotFound, UpstreamFailed
 from llm_launch.domain.hardware import HardwareCatalog
-from llm_launch.domain.spec import apply_update, build_spec
+from llm_launch.domain.spec import EndpointSpec, apply_update, build_spec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.store.repository import EndpointRepository
 
@@ -33,6 +33,7 @@ class EndpointService:
     async def create(self, owner: str, fields: Mapping[str, Any]) -> tuple[Endpoint, str]:
         """Validate and store a new endpoint; returns it and its creation task id."""
         spec = build_spec(fields, self.catalog)
+        self._check_backend(spec)
         return await self.repository.create(owner, spec)
 
     async def get(self, owner: str, name: str) -> Endpoint:
@@ -48,7 +49,12 @@ class EndpointService:
         if current.status is EndpointStatus.DELETE_IN_PROGRESS:
             raise Conflict(f"endpoint {name!r} is being deleted and cannot be updated")
         spec = apply_update(current.spec, changes, self.catalog)
+        self._check_backend(spec)
         return await self.repository.update_spec(current, spec)
+
+    def _check_backend(self, spec: EndpointSpec) -> None:
+        if self.backend is not None and (errors := self.backend.check(spec)):
+            raise InvalidRequest(errors)
 
     async def logs(self, owner: str, name: str, group: int, process: str, tail: int) -> str:
         endpoint = await self.repository.get(owner, name)

@@ -30,7 +30,7 @@ from llm_launch.backends.kubernetes.client import DEPLOYMENT, LEADER_WORKER_SET,
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.errors import ObjectNotFound
 from llm_launch.backends.kubernetes.history import RecreationTracker
-from llm_launch.backends.kubernetes.render import render_endpoint
+from llm_launch.backends.kubernetes.render import check_supported, render_endpoint
 from llm_launch.backends.kubernetes.render_names import (
     LABEL_ENDPOINT_ID,
     MANAGED_SELECTOR,
@@ -47,6 +47,7 @@ from llm_launch.backends.kubernetes.status import (
 from llm_launch.backends.kubernetes.watch import Informer, WatchTiming
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, InvalidRequest, LaunchError, NotFound
+from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER
 
@@ -154,6 +155,9 @@ class KubernetesBackend:
             log.info("deleted objects of endpoints that no longer exist: %s", ", ".join(deleted))
         for endpoint_id in set(self._applied) - live_endpoint_ids:
             self._forget(endpoint_id)
+
+    def check(self, spec: EndpointSpec) -> list[FieldError]:
+        return check_supported(spec, self.config)
 
     def targets(self, endpoint: Endpoint) -> list[str]:
         """The endpoint's Service, once at least one group is ready (the Service itself

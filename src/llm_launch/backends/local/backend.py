@@ -25,7 +25,8 @@ from llm_launch.backends.local.engine_mode import resolve_engine_mode
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup, stop_recorded_processes
 from llm_launch.backends.local.ports import PortAllocator
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import NotFound
+from llm_launch.domain.errors import FieldError, NotFound
+from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.engines.options import PlanOptions
 from llm_launch.engines.plan import IpFamily, LaunchPlan, Ports
@@ -50,6 +51,9 @@ class LocalBackend:
         self._http = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=32))
 
     # -- the Backend contract ----------------------------------------------------------
+    def check(self, spec: EndpointSpec) -> list[FieldError]:
+        return []  # every valid spec runs here (simulated where no GPU exists)
+
     async def apply(self, endpoint: Endpoint) -> None:
         if endpoint.id in self._tombstones:
             return

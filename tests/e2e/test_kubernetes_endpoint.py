@@ -1,0 +1,100 @@
+"""`llm-launch serve --backend kubernetes` end to end, against a local server speaking the
+Kubernetes REST API: the runbook body becomes a LeaderWorkerSet, its pods' state drives the
+endpoint's status, unsupported specs are refused, and delete removes every object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.builders import seed_body
+from tests.fakes.kube_api import FakeKubeApi, lws_pod, unschedulable
+from tests.support.local_groups import wait_for
+from tests.support.server import RunningServer
+
+KEY = "kube-key-0123456789abcdef"
+LWS = "llm-deepseek-r1"
+
+
+@pytest.fixture
+def kube_api() -> Iterator[FakeKubeApi]:
+    api = FakeKubeApi().start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+@pytest.fixture
+def client(kube_api: FakeKubeApi, tmp_path: Path) -> Iterator[httpx.Client]:
+    kubeconfig = kube_api.write_kubeconfig(tmp_path / "kubeconfig")
+    env = {
+        "LLM_LAUNCH_API_KEYS": f"alice:{KEY}",
+        "LLM_LAUNCH_BACKEND": "kubernetes",
+        "LLM_LAUNCH_KUBERNETES_NAMESPACE": "default",
+        "KUBECONFIG": str(kubeconfig),
+    }
+    server = RunningServer(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, env).start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=60) as http:
+            yield http
+    finally:
+        server.stop()
+
+
+def put_group(kube_api: FakeKubeApi, endpoint_id: str, **pod_args: object) -> None:
+    lws = kube_api.get("leaderworkersets", LWS)
+    assert lws is not None
+    for rank in (0, 1):
+        owner = lws["metadata"]["uid"]
+        kube_api.put("pods", lws_pod(LWS, 0, rank, endpoint_id, owner_uid=owner, **pod_args))
+
+
+def controller_reports(kube_api: FakeKubeApi, ready: int) -> None:
+    lws = kube_api.get("leaderworkersets", LWS)
+    assert lws is not None
+    status = {"observedGeneration": lws["metadata"]["generation"], "replicas": 1}
+    kube_api.set_status(
+        "leaderworkersets", LWS, status | {"readyReplicas": ready, "updatedReplicas": 1}
+    )
+
+
+def test_the_runbook_endpoint_runs_as_a_leaderworkerset_whose_pods_drive_its_status(
+    kube_api: FakeKubeApi, client: httpx.Client
+) -> None:
+    assert client.post("/v1/llm/model-endpoints", json=seed_body()).status_code == 200
+    endpoint = wait_for(
+        client, "deepseek-r1", lambda e: "llm-deepseek-r1-leader" in kube_api.names("services")
+    )
+    lws = kube_api.get("leaderworkersets", LWS)
+    assert lws is not None
+    assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
+
+    controller_reports(kube_api, ready=0)
+    message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    put_group(kube_api, str(endpoint["id"]), phase="Pending", statuses=[],
+              scheduled=unschedulable(message), requests={"nvidia.com/gpu": "8"})  # fmt: skip
+    failed = wait_for(client, "deepseek-r1", lambda e: e["status"] == "UPDATE_FAILED", timeout=30)
+    assert "Insufficient nvidia.com/gpu" in failed["spec"]["status_reason"]
+
+    put_group(kube_api, str(endpoint["id"]), ready=True)
+    controller_reports(kube_api, ready=1)
+    ready = wait_for(client, "deepseek-r1", lambda e: e["status"] == "READY", timeout=30)
+    assert ready["spec"]["deployment_state"]["available_workers"] == 1
+
+    assert client.delete("/v1/llm/model-endpoints/deepseek-r1").json() == {"deleted": True}
+    assert kube_api.get("leaderworkersets", LWS) is None
+    assert "llm-deepseek-r1-leader" not in kube_api.names("services")
+
+
+def test_scale_to_zero_is_refused_by_the_kubernetes_backend_and_nothing_is_created(
+    kube_api: FakeKubeApi, client: httpx.Client
+) -> None:
+    response = client.post("/v1/llm/model-endpoints", json=seed_body(min_workers=0, max_workers=2))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "min_workers"
+    assert client.get("/v1/llm/model-endpoints").json()["model_endpoints"] == []
+    assert kube_api.names("leaderworkersets") == []
