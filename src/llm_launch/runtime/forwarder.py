@@ -1,0 +1,121 @@
+"""`llm-launch-forwarder`: the HTTP forwarder beside the engine on a group's leader.
+
+Started by the launch plan's forwarder container (`engines.common.forwarder_container`:
+Kubernetes runs it in the leader pod, the local backend as a process) with
+`--host --port --engine-url --engine-api --served-model-name --max-concurrency
+[--ready-check-path]`. Callers: the control plane's inference routes (Launch's
+`/predict`, `/stream`, OpenAI `/v1/...`) and the readiness/liveness probes (`/readyz`,
+`/healthz`). Next hop: the engine at `--engine-url`, through `runtime.forwarder_app`.
+
+Runs uvicorn with uvloop and httptools, no access log (nothing is logged per request).
+
+    llm-launch-forwarder --engine-url http://127.0.0.1:5005 --engine-api sglang \\
+        --ready-check-path /health_generate
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+
+from llm_launch.runtime.forwarder_app import ForwarderConfig, create_app
+from llm_launch.runtime.forwarder_engines import ENGINE_APIS
+
+__all__ = ["main", "parse_args"]
+
+log = logging.getLogger("llm_launch.forwarder")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-launch-forwarder",
+        description="Forward Launch and OpenAI-compatible inference requests to one engine.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    add("--engine-url", required=True, help="the engine's base URL, e.g. http://127.0.0.1:5005")
+    add("--engine-api", choices=ENGINE_APIS, default="sglang",
+        help="sglang: native /generate; openai: OpenAI routes only (vLLM)")  # fmt: skip
+    add("--served-model-name", default=None, help="model name sent to OpenAI-style engines")
+    add("--max-concurrency", type=_positive_int, default=256,
+        help="inference requests in flight before answering 429 (default 256)")  # fmt: skip
+    add("--ready-check-path", default=None,
+        help="engine GET route doing a real generation (e.g. /health_generate); "
+             "without it, readiness POSTs a one-token /v1/completions")  # fmt: skip
+    add("--ready-cache-s", type=_non_negative_float, default=1.0,
+        help="seconds a readiness result is reused (default 1.0)")  # fmt: skip
+    add("--ready-timeout-s", type=_non_negative_float, default=4.0,
+        help="seconds the readiness check may take (default 4.0)")  # fmt: skip
+    add("--connect-timeout-s", type=_non_negative_float, default=3.0,
+        help="seconds to connect to the engine before answering 502 (default 3.0)")  # fmt: skip
+    add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[ForwarderConfig, argparse.Namespace]:
+    args = build_parser().parse_args(argv)
+    if args.ready_check_path is not None and not args.ready_check_path.startswith("/"):
+        build_parser().error("--ready-check-path must start with /")
+    config = ForwarderConfig(
+        engine_url=args.engine_url,
+        engine_api=args.engine_api,
+        served_model_name=args.served_model_name,
+        max_concurrency=args.max_concurrency,
+        ready_check_path=args.ready_check_path,
+        ready_cache_s=args.ready_cache_s,
+        ready_timeout_s=args.ready_timeout_s,
+        connect_timeout_s=args.connect_timeout_s,
+    )
+    return config, args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config, args = parse_args(argv)
+    try:
+        app = create_app(config)
+    except ValueError as exc:
+        build_parser().error(str(exc))
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    log.info(
+        "forwarder on %s:%s -> %s engine at %s (max %d in flight, readiness: %s)",
+        args.host, args.port, config.engine_api, config.engine_url, config.max_concurrency,
+        config.ready_check_path or "one-token POST /v1/completions",
+    )  # fmt: skip
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        proxy_headers=False,
+        log_level=args.log_level,
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=30,
+    )
+
+
+if __name__ == "__main__":
+    main()

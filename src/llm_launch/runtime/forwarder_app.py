@@ -1,0 +1,298 @@
+"""The forwarder's ASGI app: Launch's routes and OpenAI pass-through, in front of one engine.
+
+Called by uvicorn (`runtime.forwarder.main`, port 5000 beside the engine on a group's
+leader), which the control plane's inference routes and the readiness probes reach; its
+next hop is the engine (`--engine-url`, port 5005) through one `EngineClient`
+(`runtime.forwarder_client`): the pooled `EnginePool` in production, any injected
+`httpx` transport (`httpx.MockTransport` in unit tests) otherwise.
+
+Every inference request passes through here, so this is a raw ASGI app: a dict lookup
+routes, handlers are plain coroutines, nothing hops to a thread, nothing logs per
+request, and streamed chunks go to the client as they arrive. Errors map to HTTP in one
+place (`as_http_error`): 422 invalid request, 429 saturated, 502 engine unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from llm_launch.runtime.forwarder_client import EngineClient, HttpxEngineClient
+from llm_launch.runtime.forwarder_engines import EngineApiName, engine_api
+from llm_launch.runtime.forwarder_http import (
+    HOP_BY_HOP,
+    SSE_HEADERS,
+    ForwarderError,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    as_http_error,
+    engine_answered,
+    is_event_stream,
+    not_allowed,
+    not_found,
+    read_body,
+    relay_launch_stream,
+    relay_raw_stream,
+    respond,
+    respond_error,
+    respond_json,
+    saturated,
+)
+from llm_launch.runtime.forwarder_ready import ReadinessCheck
+from llm_launch.runtime.forwarder_transport import EnginePool
+from llm_launch.runtime.launch_api import (
+    EngineBodyError,
+    InvalidRequest,
+    parse_completion_request,
+    sync_response,
+)
+
+__all__ = ["ForwarderApp", "ForwarderConfig", "create_app"]
+
+Handler = Callable[[Scope, bytes, Send], Awaitable[None]]
+WATCH_AFTER_S = 0.02  # a request running this long starts watching for its client leaving
+
+
+@dataclass(frozen=True)
+class ForwarderConfig:
+    engine_url: str
+    engine_api: EngineApiName = "sglang"
+    served_model_name: str | None = None
+    max_concurrency: int = 256
+    ready_check_path: str | None = None
+    ready_cache_s: float = 1.0
+    ready_timeout_s: float = 4.0
+    connect_timeout_s: float = 3.0
+
+
+def engine_pool(config: ForwarderConfig) -> EnginePool:
+    url = urlsplit(config.engine_url)
+    if url.scheme != "http" or not url.hostname or url.path.strip("/"):
+        raise ValueError(f"--engine-url must be http://HOST:PORT, got {config.engine_url!r}")
+    return EnginePool(
+        url.hostname,
+        url.port or 80,
+        connect_timeout=config.connect_timeout_s,
+        max_idle=config.max_concurrency + 8,
+    )
+
+
+class ForwarderApp:
+    """The ASGI application, talking to the engine through `client`."""
+
+    def __init__(self, config: ForwarderConfig, client: EngineClient) -> None:
+        self.config = config
+        self._client = client
+        self._api = engine_api(
+            config.engine_api,
+            served_model_name=config.served_model_name,
+            ready_check_path=config.ready_check_path,
+        )
+        self.readiness = ReadinessCheck(
+            self._client,
+            self._api.readiness_request,
+            cache_s=config.ready_cache_s,
+            timeout_s=config.ready_timeout_s,
+        )
+        self._max = config.max_concurrency
+        self.in_flight = 0
+        self._plain: dict[str, tuple[str, Callable[[Send], Awaitable[None]]]] = {
+            "/healthz": ("GET", self._healthz),
+            "/readyz": ("GET", self._readyz),
+        }
+        self._limited: dict[str, tuple[str, Handler]] = {
+            "/predict": ("POST", self._predict),
+            "/stream": ("POST", self._stream),
+            "/v1/completions": ("POST", self._pass_through),
+            "/v1/chat/completions": ("POST", self._pass_through),
+            "/v1/models": ("GET", self._pass_through),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        route = self._limited.get(path)
+        if route is None:
+            plain = self._plain.get(path)
+            if plain is None:
+                return await respond_error(send, not_found(scope))
+            if scope["method"] != plain[0]:
+                return await respond_error(send, not_allowed(scope, plain[0]))
+            return await plain[1](send)
+        if scope["method"] != route[0]:
+            return await respond_error(send, not_allowed(scope, route[0]))
+        if self.in_flight >= self._max:
+            return await respond_error(send, saturated(self._max))
+        self.in_flight += 1
+        try:
+            await self._serve(route[1], scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run an inference handler; a client that leaves cancels it (closing the engine's
+        connection, so the engine stops generating), and errors map to HTTP here, once."""
+        body = await read_body(receive)
+        if body is None:
+            return  # the client left before its request was complete
+        cycle = _Cycle(send, receive)
+        try:
+            try:
+                await handler(scope, body, cycle.send)
+            except (ForwarderError, InvalidRequest, httpx.TransportError, EngineBodyError) as exc:
+                await respond_error(cycle.send, as_http_error(exc))
+        except asyncio.CancelledError:
+            if not cycle.disconnected:
+                raise
+            cycle.task.uncancel()
+        finally:
+            cycle.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- probes -------------------------------------------------------------------------
+
+    async def _healthz(self, send: Send) -> None:
+        await respond_json(send, 200, {"status": "ok"})
+
+    async def _readyz(self, send: Send) -> None:
+        readiness = await self.readiness.check()
+        await respond_json(send, 200 if readiness.ready else 503, readiness.body())
+
+    # --- Launch routes ------------------------------------------------------------------
+
+    async def _predict(self, scope: Scope, body: bytes, send: Send) -> None:
+        request = parse_completion_request(body)
+        request_id = _request_id(scope)
+        response = await self._client.request(*self._api.generate(request, stream=False))
+        try:
+            content = await response.read()
+        finally:
+            await response.aclose()
+        if response.status != 200:
+            raise engine_answered(response.status, content)
+        output = self._api.output(_json(content), with_tokens=request.return_token_log_probs)
+        await respond_json(send, 200, sync_response(request_id, output), request_id)
+
+    async def _stream(self, scope: Scope, body: bytes, send: Send) -> None:
+        request = parse_completion_request(body)
+        request_id = _request_id(scope)
+        response = await self._client.request(*self._api.generate(request, stream=True))
+        try:
+            if response.status != 200:
+                raise engine_answered(response.status, await response.read())
+            headers = [*SSE_HEADERS, (b"x-request-id", request_id.encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            mapper = self._api.stream(with_tokens=request.return_token_log_probs)
+            await relay_launch_stream(response, mapper, request_id, send)
+        finally:
+            await response.aclose()
+
+    # --- OpenAI pass-through ------------------------------------------------------------
+
+    async def _pass_through(self, scope: Scope, body: bytes, send: Send) -> None:
+        target = scope["path"]
+        if scope["query_string"]:
+            target += "?" + scope["query_string"].decode("latin-1")
+        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        response = await self._client.request(scope["method"], target, headers, body)
+        try:
+            headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]
+            if is_event_stream(headers):
+                start = {"type": "http.response.start", "status": response.status}
+                await send({**start, "headers": headers})
+                await relay_raw_stream(response, send)
+            else:
+                content = await response.read()
+                headers.append((b"content-length", b"%d" % len(content)))
+                await respond(send, response.status, headers, content)
+        finally:
+            await response.aclose()
+
+
+def create_app(
+    config: ForwarderConfig, transport: httpx.AsyncBaseTransport | None = None
+) -> ForwarderApp:
+    """The app, with the pooled engine client, or one over `transport` (tests)."""
+    if transport is None:
+        return ForwarderApp(config, engine_pool(config))
+    return ForwarderApp(config, HttpxEngineClient(transport, config.engine_url))
+
+
+class _Cycle:
+    """One inference request's link to its client: notices the client leaving, and then
+    cancels the request's task (which closes its engine connection: the engine stops).
+
+    Watching costs a task per request, about a tenth of the forwarder's CPU per request;
+    it starts only once the request has run WATCH_AFTER_S, so the requests that finish
+    sooner (nothing worth stopping on the engine) never pay for it.
+    """
+
+    def __init__(self, send: Send, receive: Receive) -> None:
+        self._send = send
+        self._receive = receive
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.done = False
+        self.disconnected = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._watch)
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.done = True
+        await self._send(message)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    def _watch(self) -> None:
+        self._watcher = asyncio.ensure_future(self._until_disconnect())
+
+    async def _until_disconnect(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                if not self.done:
+                    self.disconnected = True
+                    self.task.cancel()
+                return
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and value:
+            return str(value.decode("latin-1"))
+    return os.urandom(16).hex()
+
+
+def _json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise EngineBodyError(f"engine answered a body that is not JSON: {exc}") from None
