@@ -105,9 +105,12 @@ class ForwarderApp:
         )
         self._max = config.max_concurrency
         self.in_flight = 0
+        self.admitted_total = 0
+        self.rejected_total = 0
         self._plain: dict[str, tuple[str, Callable[[Send], Awaitable[None]]]] = {
             "/healthz": ("GET", self._healthz),
             "/readyz": ("GET", self._readyz),
+            "/metrics": ("GET", self._metrics),
         }
         self._limited: dict[str, tuple[str, Handler]] = {
             "/predict": ("POST", self._predict),
@@ -136,8 +139,10 @@ class ForwarderApp:
         if scope["method"] != route[0]:
             return await respond_error(send, not_allowed(scope, route[0]))
         if self.in_flight >= self._max:
+            self.rejected_total += 1
             return await respond_error(send, saturated(self._max))
         self.in_flight += 1
+        self.admitted_total += 1
         try:
             await self._serve(route[1], scope, receive, send)
         finally:
@@ -180,6 +185,23 @@ class ForwarderApp:
     async def _readyz(self, send: Send) -> None:
         readiness = await self.readiness.check()
         await respond_json(send, 200 if readiness.ready else 503, readiness.body())
+
+    async def _metrics(self, send: Send) -> None:
+        """Prometheus text. `llm_launch_requests_in_flight` is what the Kubernetes
+        backend's HorizontalPodAutoscaler targets (per_worker requests per group)."""
+        text = (
+            "# HELP llm_launch_requests_in_flight Inference requests being served now.\n"
+            "# TYPE llm_launch_requests_in_flight gauge\n"
+            f"llm_launch_requests_in_flight {self.in_flight}\n"
+            "# HELP llm_launch_requests_total Inference requests admitted.\n"
+            "# TYPE llm_launch_requests_total counter\n"
+            f"llm_launch_requests_total {self.admitted_total}\n"
+            "# HELP llm_launch_requests_rejected_total Requests refused with 429 (saturated).\n"
+            "# TYPE llm_launch_requests_rejected_total counter\n"
+            f"llm_launch_requests_rejected_total {self.rejected_total}\n"
+        )
+        headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        await respond(send, 200, headers, text.encode())
 
     # --- Launch routes ------------------------------------------------------------------
 

@@ -342,6 +342,27 @@ class TestConcurrencyLimit:
             assert [(await task).status_code for task in held] == [200, 200]
             assert app.in_flight == 0
 
+    async def test_metrics_export_the_in_flight_gauge_the_autoscaler_targets(self) -> None:
+        release, arrived = asyncio.Event(), asyncio.Semaphore(0)
+
+        async def slow(request: httpx.Request) -> httpx.Response:
+            arrived.release()
+            await release.wait()
+            return httpx.Response(200, json=sglang_answer())
+
+        async with forwarder(Engine(generate=slow), max_concurrency=1) as client:
+            held = asyncio.create_task(client.post("/predict", json=launch_body()))
+            await arrived.acquire()
+            assert (await client.post("/predict", json=launch_body())).status_code == 429
+            metrics = (await client.get("/metrics")).text
+            assert "llm_launch_requests_in_flight 1\n" in metrics
+            assert "llm_launch_requests_rejected_total 1\n" in metrics
+            release.set()
+            await held
+            metrics = (await client.get("/metrics")).text
+            assert "llm_launch_requests_in_flight 0\n" in metrics
+            assert "llm_launch_requests_total 1\n" in metrics
+
     async def test_probes_are_never_limited(self) -> None:
         release, arrived = asyncio.Event(), asyncio.Event()
 
