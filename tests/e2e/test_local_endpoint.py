@@ -162,6 +162,18 @@ def test_errors_unknown_endpoint_404_and_wrong_model_field(deployment: Deploymen
         deployment.client.post("/v1/llm/completions-sync", params=params, json=body).status_code
         == 404
     )
+    wait_for(deployment.client, deployment.name, lambda e: e["status"] == "READY")
+    params = {"model_endpoint_name": deployment.name}
+    missing = deployment.client.post(
+        "/v1/llm/completions-sync", params=params, json={"prompt": "x"}
+    )
+    assert missing.status_code == 422
+    assert "max_new_tokens" in {e["field"] for e in missing.json()["errors"]}
+    hot = deployment.client.post(
+        "/v1/llm/completions-sync", params=params,
+        json={"prompt": "x", "max_new_tokens": 1, "temperature": 9.0},
+    )  # fmt: skip
+    assert hot.status_code == 422 and "temperature" in hot.text
     response = deployment.client.post("/v2/chat/completions", json={"messages": []})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "model"
 

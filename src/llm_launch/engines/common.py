@@ -5,7 +5,14 @@ from __future__ import annotations
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.engines.args import render_engine_args
 from llm_launch.engines.options import PlanOptions
-from llm_launch.engines.plan import ContainerPlan, EngineRoutes, Probe, Role
+from llm_launch.engines.plan import (
+    ContainerPlan,
+    EngineRoutes,
+    LaunchPlan,
+    Probe,
+    Role,
+    RolePlan,
+)
 
 ENGINE_CONTAINER = "engine"
 FORWARDER_CONTAINER = "forwarder"
@@ -110,4 +117,41 @@ def forwarder_container(
     env = {"LLM_LAUNCH_ENDPOINT_NAME": spec.name}
     return ContainerPlan(
         FORWARDER_CONTAINER, tuple(command), env, {"http": options.ports.forwarder}, probes
+    )
+
+
+def assemble_plan(
+    framework: str,
+    spec: EndpointSpec,
+    options: PlanOptions,
+    routes: EngineRoutes,
+    *,
+    tp_size: int,
+    pp_size: int,
+    engine_api: str,
+) -> LaunchPlan:
+    """The plan every framework shares the shape of: a leader (engine + forwarder) and,
+    for multi-node endpoints, one worker template for every other rank."""
+    env = common_env(spec, options)
+
+    def role_plan(role: Role) -> RolePlan:
+        command = startup_command(framework, role, spec, options, tp_size=tp_size, pp_size=pp_size)
+        containers = [engine_container(command, env, options, role, routes)]
+        if role is Role.LEADER:
+            containers.append(forwarder_container(spec, options, routes, engine_api))
+        return RolePlan(role, tuple(containers))
+
+    return LaunchPlan(
+        endpoint_name=spec.name,
+        framework=framework,
+        nodes=spec.nodes_per_worker,
+        gpus_per_node=spec.gpus,
+        tensor_parallel_size=tp_size,
+        pipeline_parallel_size=pp_size,
+        ports=options.ports,
+        routes=routes,
+        served_model_name=spec.model_name,
+        leader=role_plan(Role.LEADER),
+        worker=role_plan(Role.WORKER) if spec.is_multinode else None,
+        extra_engine_args=render_engine_args(spec.engine_args),
     )

@@ -7,14 +7,17 @@ engine's OpenAI routes for `/v2`, where `model` names the endpoint.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from llm_launch.api.auth import current_owner
 from llm_launch.domain.errors import FieldError, InvalidRequest, UpstreamFailed
+
+# One definition of Launch's completion request, shared with the forwarder that maps it.
+from llm_launch.runtime.launch_api import CompletionRequest
 from llm_launch.services.inference import InferenceRouter
 
 router = APIRouter(tags=["inference"])
@@ -29,28 +32,6 @@ def _router(request: Request) -> InferenceRouter:
 Router = Annotated[InferenceRouter, Depends(_router)]
 
 
-class CompletionRequest(BaseModel):
-    """Launch's CompletionSyncV1Request / CompletionStreamV1Request."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str
-    max_new_tokens: int = Field(ge=1)
-    temperature: float = Field(ge=0.0, le=2.0)
-    stop_sequences: list[str] | None = None
-    return_token_log_probs: bool | None = False
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    include_stop_str_in_output: bool | None = None
-    guided_json: dict[str, Any] | None = None
-    guided_regex: str | None = None
-    guided_choice: list[str] | None = None
-    guided_grammar: str | None = None
-    skip_special_tokens: bool | None = None
-
-
 EndpointName = Annotated[str, Query(description="the endpoint to send the request to")]
 
 
@@ -60,7 +41,7 @@ async def completions_sync(
 ) -> Response:
     endpoint = await inference.endpoint(owner, model_endpoint_name)
     target = inference.pick_target(endpoint)
-    reply = await inference.post(target, "/predict", body.model_dump(exclude_none=True))
+    reply = await inference.post(target, "/predict", _fields(body))
     return _relay(reply.status_code, reply.body, reply.content_type)
 
 
@@ -69,9 +50,7 @@ async def completions_stream(
     body: CompletionRequest, model_endpoint_name: EndpointName, owner: Owner, inference: Router
 ) -> Response:
     endpoint = await inference.endpoint(owner, model_endpoint_name)
-    return await _stream(
-        inference, inference.pick_target(endpoint), "/stream", body.model_dump(exclude_none=True)
-    )
+    return await _stream(inference, inference.pick_target(endpoint), "/stream", _fields(body))
 
 
 @router.post("/v2/chat/completions")
@@ -116,6 +95,10 @@ async def _stream(
         media_type=response.headers.get("content-type", "text/event-stream"),
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
+
+
+def _fields(body: CompletionRequest) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(body).items() if v is not None}
 
 
 def _relay(status_code: int, content: bytes, content_type: str) -> Response:
