@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -150,82 +152,84 @@ def _read_body(path: Path) -> dict[str, Any]:
     return body
 
 
-@app.command()
-def plan(
-    file: Annotated[Path, typer.Option("-f", "--file", help="Create-request body (JSON).")],
-    ip_family: Annotated[str, typer.Option(help="auto, ipv4 or ipv6")] = "auto",
-    socket_ifname: Annotated[str, typer.Option(help="NCCL/Gloo network interface")] = "eth0",
-    cluster_domain: Annotated[
-        str | None, typer.Option(help="appended to the leader's name")
-    ] = None,
-    hardware_catalog: Annotated[
-        Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG")
-    ] = None,
-) -> None:
-    """Print the launch plan of a create request (roles, commands, env, ports) as JSON."""
+BodyFile = Annotated[Path, typer.Option("-f", "--file", help="Create-request body (JSON).")]
+IpFamilyOption = Annotated[str, typer.Option(help="auto, ipv4 or ipv6")]
+SocketIfnameOption = Annotated[str, typer.Option(help="NCCL/Gloo network interface")]
+ClusterDomainOption = Annotated[str | None, typer.Option(help="appended to the leader's name")]
+CatalogOption = Annotated[Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG")]
+
+
+@contextmanager
+def _explained() -> Iterator[None]:
+    """Turn a refused request or bad configuration into one line on stderr and exit 1."""
     from llm_launch.domain.errors import InvalidRequest
-    from llm_launch.domain.spec import build_spec
-    from llm_launch.engines.options import PlanOptions
-    from llm_launch.engines.plan import IpFamily
-    from llm_launch.engines.planner import plan_launch
 
     try:
-        catalog = load_hardware_catalog(hardware_catalog)
-        options = PlanOptions(
-            ip_family=IpFamily(ip_family),
-            socket_ifname=socket_ifname,
-            cluster_domain=cluster_domain,
-        )
-        launch_plan = plan_launch(build_spec(_read_body(file), catalog), options)
+        yield
     except InvalidRequest as exc:
         raise _fail("invalid request: " + "; ".join(str(e) for e in exc.errors)) from exc
     except (CatalogError, ValueError) as exc:
         raise _fail(str(exc)) from exc
+
+
+def _plan_options(ip_family: str, socket_ifname: str, cluster_domain: str | None) -> Any:
+    from llm_launch.engines.options import PlanOptions
+    from llm_launch.engines.plan import IpFamily
+
+    return PlanOptions(
+        ip_family=IpFamily(ip_family), socket_ifname=socket_ifname, cluster_domain=cluster_domain
+    )
+
+
+@app.command()
+def plan(
+    file: BodyFile,
+    ip_family: IpFamilyOption = "auto",
+    socket_ifname: SocketIfnameOption = "eth0",
+    cluster_domain: ClusterDomainOption = None,
+    hardware_catalog: CatalogOption = None,
+) -> None:
+    """Print the launch plan of a create request (roles, commands, env, ports) as JSON."""
+    from llm_launch.domain.spec import build_spec
+    from llm_launch.engines.planner import plan_launch
+
+    with _explained():
+        spec = build_spec(_read_body(file), load_hardware_catalog(hardware_catalog))
+        launch_plan = plan_launch(spec, _plan_options(ip_family, socket_ifname, cluster_domain))
     typer.echo(json.dumps(launch_plan.to_dict(), indent=2))
 
 
 @app.command()
 def render(
-    file: Annotated[Path, typer.Option("-f", "--file", help="Create-request body (JSON).")],
+    file: BodyFile,
     namespace: Annotated[str, typer.Option(help="namespace of the objects")] = "default",
     owner: Annotated[str, typer.Option(help="owner label of the objects")] = "local",
     endpoint_id: Annotated[
         str | None, typer.Option(help="endpoint id label; default: derived from owner and name")
     ] = None,
-    ip_family: Annotated[str, typer.Option(help="auto, ipv4 or ipv6")] = "auto",
-    socket_ifname: Annotated[str, typer.Option(help="NCCL/Gloo network interface")] = "eth0",
-    cluster_domain: Annotated[
-        str | None, typer.Option(help="appended to the leader's name")
-    ] = None,
+    ip_family: IpFamilyOption = "auto",
+    socket_ifname: SocketIfnameOption = "eth0",
+    cluster_domain: ClusterDomainOption = None,
     image_repository: Annotated[
         str | None, typer.Option(help="engine image repository (default: ours for the framework)")
     ] = None,
-    hardware_catalog: Annotated[
-        Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG")
-    ] = None,
+    hardware_catalog: CatalogOption = None,
 ) -> None:
     """Print the Kubernetes objects of a create request as multi-document YAML."""
-    from llm_launch.backends.kubernetes.config import (
-        DEFAULT_IMAGE_REPOSITORIES,
-        KubernetesConfig,
-        KubernetesConfigError,
-    )
+    from llm_launch.backends.kubernetes.config import DEFAULT_IMAGE_REPOSITORIES, KubernetesConfig
     from llm_launch.backends.kubernetes.render import (
         EndpointIdentity,
         derived_endpoint_id,
         render_spec,
         to_yaml,
     )
-    from llm_launch.domain.errors import InvalidRequest
     from llm_launch.domain.names import label_value_problem
     from llm_launch.domain.spec import build_spec
-    from llm_launch.engines.options import PlanOptions
-    from llm_launch.engines.plan import IpFamily
 
     for option, value in (("--owner", owner), ("--endpoint-id", endpoint_id or "")):
         if label_value_problem(value):
             raise _fail(f"{option}: {label_value_problem(value)}")
-    try:
+    with _explained():
         catalog = load_hardware_catalog(hardware_catalog)
         spec = build_spec(_read_body(file), catalog)
         repositories = dict(DEFAULT_IMAGE_REPOSITORIES)
@@ -235,11 +239,7 @@ def render(
             namespace=namespace,
             image_repositories=repositories,
             catalog=catalog,
-            plan_options=PlanOptions(
-                ip_family=IpFamily(ip_family),
-                socket_ifname=socket_ifname,
-                cluster_domain=cluster_domain,
-            ),
+            plan_options=_plan_options(ip_family, socket_ifname, cluster_domain),
         )
         identity = EndpointIdentity(
             name=spec.name,
@@ -247,10 +247,6 @@ def render(
             owner=owner,
         )
         objects = render_spec(spec, config, identity)
-    except InvalidRequest as exc:
-        raise _fail("invalid request: " + "; ".join(str(e) for e in exc.errors)) from exc
-    except (CatalogError, KubernetesConfigError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
     typer.echo(to_yaml(objects), nl=False)
 
 
