@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from llm_launch.runtime import weights
+from llm_launch.runtime import weights_clients as weights
 from llm_launch.runtime.weights import MARKER_NAME, WeightsError, destination_name, fetch_checkpoint
 
 BUCKET = "checkpoints"
