@@ -15,7 +15,6 @@ place (`as_http_error`): 422 invalid request, 429 saturated, 502 engine unreacha
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from llm_launch.runtime.forwarder_transport import EnginePool
 from llm_launch.runtime.launch_api import (
     EngineBodyError,
     InvalidRequest,
+    loads,
     parse_completion_request,
     sync_response,
 )
@@ -315,6 +315,6 @@ def _request_id(scope: Scope) -> str:
 
 def _json(content: bytes) -> Any:
     try:
-        return json.loads(content)
+        return loads(content)
     except ValueError as exc:
         raise EngineBodyError(f"engine answered a body that is not JSON: {exc}") from None

@@ -11,12 +11,12 @@ already send deltas; `OpenAIStream` carries the token counts they report on the 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from llm_launch.runtime.launch_api import (
     EngineBodyError,
     compact_json,
+    loads,
     openai_tokens,
     sglang_tokens,
     token_output,
@@ -88,7 +88,7 @@ def encode_event(chunk: dict[str, Any]) -> bytes:
 
 def _parse(payload: bytes) -> dict[str, Any]:
     try:
-        event = json.loads(payload)
+        event = loads(payload)
     except ValueError as exc:
         raise EngineBodyError(f"engine stream event is not JSON: {exc}") from None
     if not isinstance(event, dict):

@@ -166,7 +166,7 @@ PUBLIC = {
     forwarder_transport: ["EnginePool"],
     launch_api: [
         "CompletionRequest", "EngineBodyError", "FieldError", "InvalidRequest", "compact_json",
-        "launch_output_from_openai", "launch_output_from_sglang", "openai_completion_body",
+        "launch_output_from_openai", "launch_output_from_sglang", "loads", "openai_completion_body",
         "parse_completion_request", "sglang_generate_body", "sync_response", "token_output",
     ],
 }  # fmt: skip
