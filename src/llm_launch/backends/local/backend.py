@@ -113,7 +113,8 @@ class LocalBackend:
                 runtime.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await runtime.task
-            self._persist(runtime)
+            with runtime.lock:  # a step still running in its thread finishes first
+                self._persist(runtime)
         await self._http.aclose()
 
     async def stop_everything(self) -> None:

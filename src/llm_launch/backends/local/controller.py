@@ -10,6 +10,7 @@ keeping the old group serving until its replacement is ready.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ class EndpointRuntime:
     surge: ProcessGroup | None = None  # the replacement being rolled in
     plans: dict[int, LaunchPlan] = field(default_factory=dict)  # by group index and generation
     task: asyncio.Task[None] | None = None
+    # The loop's blocking steps run in threads, which a cancelled task does not stop:
+    # this lock and flag make sure nothing starts a process once stop_all has begun.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: bool = False
 
     # -- what the backend asks -------------------------------------------------------
     def all_groups(self) -> list[ProcessGroup]:
@@ -63,6 +68,11 @@ class EndpointRuntime:
             await asyncio.sleep(TICK_S)
 
     def _supervise(self) -> None:
+        with self.lock:
+            if not self.stopped:
+                self._restart_exited()
+
+    def _restart_exited(self) -> None:
         """Restart groups that lost a process, after their backoff."""
         now = time.monotonic()
         for group in self.all_groups():
@@ -102,6 +112,11 @@ class EndpointRuntime:
         return response.status_code == 200
 
     def _converge(self) -> None:
+        with self.lock:
+            if not self.stopped:
+                self._scale_and_roll()
+
+    def _scale_and_roll(self) -> None:
         """Scale to min_workers and roll groups of an older generation."""
         wanted = self.endpoint.spec.min_workers
         for index in sorted(i for i in self.groups if i >= wanted):
@@ -157,10 +172,12 @@ class EndpointRuntime:
         self.persist(self)
 
     def stop_all(self) -> None:
-        for group in self.all_groups():
-            self._remove(group)
-        self.groups.clear()
-        self.surge = None
+        with self.lock:
+            self.stopped = True
+            for group in self.all_groups():
+                self._remove(group)
+            self.groups.clear()
+            self.surge = None
 
 
 def _role(process_name: str) -> str:
