@@ -1,0 +1,117 @@
+"""The local backend's rules without processes: backoff, status from group states, flags."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_launch.backends.local.backend import observe_runtime
+from llm_launch.backends.local.controller import MAX_BACKOFF_S, EndpointRuntime, backoff_s
+from llm_launch.backends.local.group import GroupPorts, ProcessGroup, replace_flag
+from llm_launch.backends.local.ports import PortAllocator
+from llm_launch.config.loader import load_hardware_catalog
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.spec import build_spec
+from llm_launch.domain.status import EndpointStatus
+from tests.builders import endpoint_body
+
+
+def an_endpoint(generation: int = 1, **overrides: Any) -> Endpoint:
+    now = datetime.now(UTC)
+    spec = build_spec(
+        endpoint_body(inference_framework="sglang", **overrides), load_hardware_catalog()
+    )
+    return Endpoint(
+        "end_1", "alice", spec, EndpointStatus.UPDATE_PENDING, None, generation, now, now
+    )
+
+
+def a_group(index: int = 0, generation: int = 1, **state: Any) -> ProcessGroup:
+    group = ProcessGroup("end_1", index, generation, GroupPorts(1, 2, (3,)), Path("/tmp"))
+    for key, value in state.items():
+        setattr(group, key, value)
+    return group
+
+
+def runtime(endpoint: Endpoint, *groups: ProcessGroup) -> EndpointRuntime:
+    return EndpointRuntime(
+        endpoint=endpoint, plan_for=lambda e, p: None, ports=PortAllocator(),  # type: ignore[arg-type,return-value]
+        log_root=Path("/tmp"), base_env={}, http=None, persist=lambda r: None,  # type: ignore[arg-type]
+        groups={g.index: g for g in groups},
+    )  # fmt: skip
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff_s(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert backoff_s(20) == MAX_BACKOFF_S
+
+
+def test_ready_when_every_wanted_group_of_the_current_generation_is_ready() -> None:
+    seen = observe_runtime(runtime(an_endpoint(), a_group(ready=True)), "simulated")
+    assert seen.status is EndpointStatus.READY
+    assert (seen.available_workers, seen.unavailable_workers) == (1, 0)
+    assert "simulated engine" in (seen.reason or "")
+
+
+def test_a_group_of_an_older_generation_keeps_the_endpoint_in_progress() -> None:
+    seen = observe_runtime(runtime(an_endpoint(generation=2), a_group(ready=True)), "real")
+    assert seen.status is EndpointStatus.UPDATE_IN_PROGRESS
+    assert seen.available_workers == 1  # it still serves during the roll
+
+
+def test_a_restarting_group_says_why_and_when() -> None:
+    group = a_group(last_exit="worker rank 1 was killed by SIGKILL", restarts=1,
+                    consecutive_failures=1, next_start_at=time.monotonic() + 2)  # fmt: skip
+    seen = observe_runtime(runtime(an_endpoint(), group), "real")
+    assert seen.status is EndpointStatus.UPDATE_IN_PROGRESS
+    assert "group 0 restarting in" in (seen.reason or "")
+    assert "worker rank 1 was killed by SIGKILL (restart 1)" in (seen.reason or "")
+
+
+def test_a_crash_loop_is_update_failed() -> None:
+    group = a_group(last_exit="leader (rank 0) exited with status 3: CUDA out of memory",
+                    restarts=3, consecutive_failures=3)  # fmt: skip
+    seen = observe_runtime(runtime(an_endpoint(), group), "real")
+    assert seen.status is EndpointStatus.UPDATE_FAILED
+    assert "CUDA out of memory" in (seen.reason or "")
+
+
+def test_ready_again_after_restarts_keeps_the_history_in_the_reason() -> None:
+    group = a_group(ready=True, restarts=2, last_exit="worker rank 1 exited with status 1")
+    seen = observe_runtime(runtime(an_endpoint(), group), "real")
+    assert seen.status is EndpointStatus.READY
+    assert "group 0 restarted 2 times (last: worker rank 1 exited with status 1)" in (
+        seen.reason or ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ("s", "--engine-port", "5005", "--", "--port", "1"),
+            ("s", "--engine-port", "7", "--", "--port", "1"),
+        ),
+        (
+            ("s", "--", "--engine-port", "1"),
+            ("s", "--engine-port", "7", "--", "--engine-port", "1"),
+        ),
+        (("s",), ("s", "--engine-port", "7")),
+    ],
+)
+def test_replace_flag_touches_only_the_startup_arguments(
+    command: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    assert replace_flag(command, "--engine-port", "7") == expected
+
+
+def test_ports_are_never_handed_out_twice() -> None:
+    allocator = PortAllocator(first=41000, last=41009)
+    first, second = allocator.allocate(4), allocator.allocate(4)
+    assert not set(first) & set(second)
+    allocator.release(first)
+    assert len(allocator.allocate(4)) == 4
