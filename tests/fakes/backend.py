@@ -1,0 +1,50 @@
+"""An in-memory Backend: records what the reconciler asked and reports what a test says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llm_launch.backends.base import Observation
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.errors import FieldError, LaunchError
+from llm_launch.domain.spec import EndpointSpec
+from llm_launch.domain.status import EndpointStatus
+
+
+@dataclass
+class FakeBackend:
+    name: str = "fake"
+    applied: list[tuple[str, int]] = field(default_factory=list)
+    torn_down: list[str] = field(default_factory=list)
+    observation: Observation = field(
+        default_factory=lambda: Observation(EndpointStatus.READY, "ready", 1, 0)
+    )
+    fail_apply: LaunchError | None = None
+    refuse: list[FieldError] = field(default_factory=list)
+    live_ids_seen: set[str] | None = None
+
+    def check(self, spec: EndpointSpec) -> list[FieldError]:
+        return list(self.refuse)
+
+    async def apply(self, endpoint: Endpoint) -> None:
+        if self.fail_apply is not None:
+            raise self.fail_apply
+        self.applied.append((endpoint.id, endpoint.generation))
+
+    async def observe(self, endpoint: Endpoint) -> Observation:
+        return self.observation
+
+    async def teardown(self, endpoint: Endpoint) -> None:
+        self.torn_down.append(endpoint.id)
+
+    async def collect_garbage(self, live_endpoint_ids: set[str]) -> None:
+        self.live_ids_seen = set(live_endpoint_ids)
+
+    def targets(self, endpoint: Endpoint) -> list[str]:
+        return []
+
+    async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
+        return ""
+
+    async def close(self) -> None:
+        pass
