@@ -1,8 +1,9 @@
 """Route inference to an endpoint's ready groups (least requests in flight) and relay answers.
 
-Called by the completion routers (api/routers/completions.py, openai.py); the next hop is
-the forwarder on each group's leader. The upstream client is created once and pooled;
-streamed bytes are relayed as they arrive, never buffered.
+Called by the completion routes (api/routers/inference.py); the next hop is the forwarder
+on each group's leader. Every request crosses this module, so it uses the forwarder's own
+pooled keep-alive client (runtime/forwarder_transport.py: an order of magnitude less CPU
+than httpx), one pool per target, and relays streamed bytes as they arrive.
 """
 
 from __future__ import annotations
@@ -10,26 +11,31 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from llm_launch.backends.base import Backend
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import ServiceUnavailable, UpstreamFailed
+from llm_launch.runtime.forwarder_transport import EnginePool
 from llm_launch.store.repository import EndpointRepository
 
 CACHE_TTL_S = 0.5  # endpoint lookups are cached this long; ownership is still checked
 CONNECT_TIMEOUT_S = 2.0
+JSON_HEADERS = [(b"Content-Type", b"application/json")]
 
 
 @dataclass
 class UpstreamReply:
-    """A non-streamed answer from a forwarder."""
+    """An answer from a forwarder; `chunks` yields its body as it arrives."""
 
     status_code: int
-    body: bytes
     content_type: str
+    chunks: AsyncIterator[bytes]
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks])
 
 
 class InferenceRouter:
@@ -38,13 +44,12 @@ class InferenceRouter:
         self.backend = backend
         self._in_flight: dict[str, int] = {}
         self._cache: dict[tuple[str, str], tuple[float, Endpoint]] = {}
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=CONNECT_TIMEOUT_S, read=None, write=30.0, pool=5.0),
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-        )
+        self._pools: dict[str, EnginePool] = {}
 
     async def close(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
 
     async def endpoint(self, owner: str, name: str) -> Endpoint:
         """The caller's endpoint (NotFound for unknown or someone else's)."""
@@ -66,42 +71,36 @@ class InferenceRouter:
             )
         return min(targets, key=lambda t: self._in_flight.get(t, 0))
 
-    async def post(self, target: str, path: str, body: dict[str, Any]) -> UpstreamReply:
+    async def post(self, target: str, path: str, body: bytes) -> UpstreamReply:
+        """POST `body` (JSON) to `target`; the reply's body streams until read or iterated."""
         self._in_flight[target] = self._in_flight.get(target, 0) + 1
         try:
-            response = await self._http.post(f"{target}{path}", json=body)
-        except httpx.HTTPError as exc:
-            raise UpstreamFailed(f"upstream {target} failed: {_describe(exc)}") from exc
-        finally:
+            response = await self._pool(target).request("POST", path, JSON_HEADERS, body)
+        except httpx.TransportError as exc:
             self._in_flight[target] -= 1
-        return UpstreamReply(
-            response.status_code,
-            response.content,
-            response.headers.get("content-type", "application/json"),
+            raise UpstreamFailed(f"upstream {target} failed: {exc}") from exc
+        content_type = next(
+            (v.decode("latin-1") for k, v in response.headers if k.lower() == b"content-type"),
+            "application/json",
         )
-
-    async def open_stream(
-        self, target: str, path: str, body: dict[str, Any]
-    ) -> tuple[httpx.Response, AsyncIterator[bytes]]:
-        """Start a streamed call; the iterator relays chunks as they come and closes upstream."""
-        self._in_flight[target] = self._in_flight.get(target, 0) + 1
-        request = self._http.build_request("POST", f"{target}{path}", json=body)
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            self._in_flight[target] -= 1
-            raise UpstreamFailed(f"upstream {target} failed: {_describe(exc)}") from exc
 
         async def relay() -> AsyncIterator[bytes]:
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in response.chunks():
                     yield chunk
+            except httpx.TransportError as exc:
+                raise UpstreamFailed(f"upstream {target} failed mid-answer: {exc}") from exc
             finally:
                 await response.aclose()
                 self._in_flight[target] -= 1
 
-        return response, relay()
+        return UpstreamReply(response.status, content_type, relay())
 
-
-def _describe(exc: httpx.HTTPError) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    def _pool(self, target: str) -> EnginePool:
+        pool = self._pools.get(target)
+        if pool is None:
+            url = urlsplit(target)
+            host = url.hostname or "127.0.0.1"
+            pool = EnginePool(host, url.port or 80, connect_timeout=CONNECT_TIMEOUT_S)
+            self._pools[target] = pool
+        return pool
