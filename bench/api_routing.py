@@ -74,8 +74,10 @@ def main() -> None:
                 forwarder = f"http://127.0.0.1:{state['groups'][0]['ports']['forwarder']}"
                 assert server.pid is not None
                 direct = measure(client, f"{forwarder}/predict", {}, args.requests, server.pid)
-                routed = measure(client, "/v1/llm/completions-sync",
-                                 {"model_endpoint_name": "bench"}, args.requests, server.pid)  # fmt: skip
+                params = {"model_endpoint_name": "bench"}
+                routed = measure(
+                    client, "/v1/llm/completions-sync", params, args.requests, server.pid
+                )
                 client.delete("/v1/llm/model-endpoints/bench")
         finally:
             server.stop()
