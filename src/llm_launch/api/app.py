@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -37,12 +37,16 @@ def make_backend(settings: Settings) -> Backend | None:
     raise ValueError(f"unknown backend {settings.backend!r}; use local, kubernetes or none")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings, backend_factory: Callable[[Settings], Backend | None] = make_backend
+) -> FastAPI:
+    """The app; `backend_factory` lets tests run it over an in-memory backend."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = open_database(settings.database_url)
         repository = EndpointRepository(engine)
-        backend = make_backend(settings)
+        backend = backend_factory(settings)
         app.state.endpoints = EndpointService(repository, settings.catalog, backend)
         app.state.inference = InferenceRouter(repository, backend)
         reconciling = None

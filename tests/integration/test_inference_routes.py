@@ -1,0 +1,108 @@
+"""The inference routes' errors, over the real app and store with an in-memory backend:
+unknown or foreign endpoints, no ready group, a dead upstream, invalid bodies."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llm_launch.api.app import create_app
+from llm_launch.config.api_keys import parse_api_keys
+from llm_launch.settings import Settings
+from tests.builders import endpoint_body
+from tests.fakes.backend import FakeBackend
+
+ALICE, BOB = "alice-key-00000000000000", "bob-key-0000000000000000"
+LAUNCH = {"prompt": "hi", "max_new_tokens": 2, "temperature": 0.0}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # nothing listens there once the socket is closed
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def client(tmp_path: Path, backend: FakeBackend) -> Iterator[TestClient]:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        api_keys=parse_api_keys(f"alice:{ALICE}\nbob:{BOB}", source="test"),
+    )
+    with TestClient(create_app(settings, lambda _: backend), headers={"x-api-key": ALICE}) as test:
+        test.post("/v1/llm/model-endpoints", json=endpoint_body(name="chat")).raise_for_status()
+        yield test
+
+
+def sync(client: TestClient, name: str = "chat", **headers: str):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/v1/llm/completions-sync",
+        params={"model_endpoint_name": name},
+        json=LAUNCH,
+        headers=headers,
+    )
+
+
+def test_an_unknown_endpoint_is_404(client: TestClient) -> None:
+    assert sync(client, "nope").status_code == 404
+
+
+def test_another_owners_endpoint_is_404_on_every_route(client: TestClient) -> None:
+    assert sync(client, **{"x-api-key": BOB}).status_code == 404
+    chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    assert (
+        client.post("/v2/chat/completions", json=chat, headers={"x-api-key": BOB}).status_code
+        == 404
+    )
+
+
+def test_no_ready_group_is_503_with_the_status_and_reason(client: TestClient) -> None:
+    response = sync(client)
+    assert response.status_code == 503
+    assert "no ready workers" in response.json()["detail"]
+    assert "UPDATE_PENDING" in response.json()["detail"]
+
+
+def test_a_dead_upstream_is_a_prompt_502(client: TestClient, backend: FakeBackend) -> None:
+    backend.targets = lambda endpoint: [f"http://127.0.0.1:{closed_port()}"]  # type: ignore[method-assign]
+    response = sync(client)
+    assert response.status_code == 502
+    assert "cannot connect" in response.json()["detail"]
+    stream = client.post("/v2/completions", json={"model": "chat", "prompt": "x", "stream": True})
+    assert stream.status_code == 502
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"prompt": "x"}, "max_new_tokens"), ({**LAUNCH, "temperature": "hot"}, "temperature")],
+)
+def test_an_invalid_launch_body_is_422_naming_the_field(
+    client: TestClient, body: dict[str, object], field: str
+) -> None:
+    response = client.post(
+        "/v1/llm/completions-sync", params={"model_endpoint_name": "chat"}, json=body
+    )
+    assert response.status_code == 422
+    assert field in {e["field"] for e in response.json()["errors"]}
+
+
+def test_openai_routes_need_the_model_field_and_a_json_object(client: TestClient) -> None:
+    missing = client.post("/v2/chat/completions", json={"messages": []})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "model"
+    broken = client.post(
+        "/v2/completions", content=b"[1, 2", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 422 and broken.json()["errors"][0]["field"] == "body"
+
+
+def test_inference_needs_an_api_key(client: TestClient) -> None:
+    assert sync(client, **{"x-api-key": "wrong-key-00000000000"}).status_code == 401
