@@ -12,20 +12,12 @@ import pytest
 
 from tests.builders import seed_body
 from tests.fakes.kube_api import FakeKubeApi, lws_pod, unschedulable
+from tests.integration.kubernetes.conftest import kube_api  # noqa: F401  (a fixture)
 from tests.support.local_groups import wait_for
 from tests.support.server import RunningServer
 
 KEY = "kube-key-0123456789abcdef"
 LWS = "llm-deepseek-r1"
-
-
-@pytest.fixture
-def kube_api() -> Iterator[FakeKubeApi]:
-    api = FakeKubeApi().start()
-    try:
-        yield api
-    finally:
-        api.stop()
 
 
 @pytest.fixture
