@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fakes.kube_api import FakeKubeApi
 from tests.support.databases import fresh_postgres_database
 from tests.support.server import RunningServer
 
@@ -54,3 +55,13 @@ def alice(server: RunningServer) -> Iterator[httpx.Client]:
 def bob(server: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers={"x-api-key": BOB_KEY}, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def kube_api() -> Iterator[FakeKubeApi]:
+    """A local server speaking the Kubernetes REST API (see tests/fakes/kube_api.py)."""
+    api = FakeKubeApi().start()
+    try:
+        yield api
+    finally:
+        api.stop()

@@ -12,7 +12,6 @@ import pytest
 
 from tests.builders import seed_body
 from tests.fakes.kube_api import FakeKubeApi, lws_pod, unschedulable
-from tests.integration.kubernetes.conftest import kube_api  # noqa: F401  (a fixture)
 from tests.support.local_groups import wait_for
 from tests.support.server import RunningServer
 

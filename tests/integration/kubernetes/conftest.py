@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,15 +29,6 @@ FAST = KubernetesTiming(
     watch=WatchTiming(stream_timeout_s=5, backoff_initial_s=0.05, backoff_max_s=0.2),
 )
 T = TypeVar("T")
-
-
-@pytest.fixture
-def kube_api() -> Iterator[FakeKubeApi]:
-    api = FakeKubeApi().start()
-    try:
-        yield api
-    finally:
-        api.stop()
 
 
 @pytest.fixture
