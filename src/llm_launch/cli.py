@@ -78,6 +78,13 @@ def serve(
             "simulated or real",
         ),
     ] = "auto",
+    inference_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LLM_LAUNCH_INFERENCE_TIMEOUT_S",
+            help="seconds to wait for an answer to start, or between streamed chunks (504 after)",
+        ),
+    ] = 600.0,
     log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
@@ -110,6 +117,7 @@ def serve(
         engine_mode=engine_mode,
         kubernetes_namespace=kubernetes_namespace,
         kubeconfig=kubeconfig,
+        inference_timeout_s=inference_timeout,
     )
     mode = (
         f"{len(keys.owners)} owner(s) with API keys"

@@ -31,6 +31,7 @@ class Settings:
     backend: str = "local"  # "local" or "none" (store only: endpoints stay UPDATE_PENDING)
     engine_mode: str = "auto"  # local backend: "auto", "simulated" or "real"
     reconcile_interval_s: float = 0.5
+    inference_timeout_s: float = 600.0  # wait for an answer to start, or between chunks
     kubernetes_namespace: str = "default"
     kubeconfig: str | None = None  # None: $KUBECONFIG, in-cluster, then ~/.kube/config
 

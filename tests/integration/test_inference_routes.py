@@ -37,6 +37,7 @@ def client(tmp_path: Path, backend: FakeBackend) -> Iterator[TestClient]:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
         api_keys=parse_api_keys(f"alice:{ALICE}\nbob:{BOB}", source="test"),
+        inference_timeout_s=0.5,
     )
     with TestClient(create_app(settings, lambda _: backend), headers={"x-api-key": ALICE}) as test:
         test.post("/v1/llm/model-endpoints", json=endpoint_body(name="chat")).raise_for_status()
@@ -79,6 +80,18 @@ def test_a_dead_upstream_is_a_prompt_502(client: TestClient, backend: FakeBacken
     assert "cannot connect" in response.json()["detail"]
     stream = client.post("/v2/completions", json={"model": "chat", "prompt": "x", "stream": True})
     assert stream.status_code == 502
+
+
+def test_an_upstream_that_never_answers_is_a_504_not_a_hang(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        backend.targets = lambda endpoint: [f"http://127.0.0.1:{silent.getsockname()[1]}"]  # type: ignore[method-assign]
+        response = sync(client)
+        assert response.status_code == 504
+        assert "did not answer within 0.5s" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

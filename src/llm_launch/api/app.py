@@ -48,7 +48,9 @@ def create_app(
         repository = EndpointRepository(engine)
         backend = backend_factory(settings)
         app.state.endpoints = EndpointService(repository, settings.catalog, backend)
-        app.state.inference = InferenceRouter(repository, backend)
+        app.state.inference = InferenceRouter(
+            repository, backend, timeout_s=settings.inference_timeout_s
+        )
         reconciling = None
         if backend is not None:
             reconciler = Reconciler(repository, backend, settings.reconcile_interval_s)

@@ -18,6 +18,7 @@ from llm_launch.domain.errors import (
     ServiceUnavailable,
     Unauthenticated,
     UpstreamFailed,
+    UpstreamTimeout,
 )
 
 _STATUS: tuple[tuple[type[LaunchError], int], ...] = (
@@ -26,6 +27,7 @@ _STATUS: tuple[tuple[type[LaunchError], int], ...] = (
     (Conflict, 409),
     (Unauthenticated, 401),
     (ServiceUnavailable, 503),
+    (UpstreamTimeout, 504),  # before its parent class: the first match wins
     (UpstreamFailed, 502),
 )
 

@@ -57,3 +57,7 @@ class ServiceUnavailable(LaunchError):
 
 class UpstreamFailed(LaunchError):
     """An upstream (engine, forwarder, Kubernetes API) answered with an error or not at all."""
+
+
+class UpstreamTimeout(UpstreamFailed):
+    """An upstream accepted the request but did not answer in time."""

@@ -8,6 +8,7 @@ than httpx), one pool per target, and relays streamed bytes as they arrive.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import httpx
 
 from llm_launch.backends.base import Backend
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import ServiceUnavailable, UpstreamFailed
+from llm_launch.domain.errors import ServiceUnavailable, UpstreamFailed, UpstreamTimeout
 from llm_launch.runtime.forwarder_transport import EnginePool
 from llm_launch.store.repository import EndpointRepository
 
@@ -39,9 +40,19 @@ class UpstreamReply:
 
 
 class InferenceRouter:
-    def __init__(self, repository: EndpointRepository, backend: Backend | None) -> None:
+    def __init__(
+        self,
+        repository: EndpointRepository,
+        backend: Backend | None,
+        *,
+        timeout_s: float = 600.0,
+    ) -> None:
+        """`timeout_s` bounds the wait for an answer to start and, when streaming, every
+        pause between two chunks: a group that accepts requests but never answers (a
+        stopped process) costs the client a 504 after it, never a hang."""
         self.repository = repository
         self.backend = backend
+        self.timeout_s = timeout_s
         self._in_flight: dict[str, int] = {}
         self._cache: dict[tuple[str, str], tuple[float, Endpoint]] = {}
         self._pools: dict[str, EnginePool] = {}
@@ -75,7 +86,11 @@ class InferenceRouter:
         """POST `body` (JSON) to `target`; the reply's body streams until read or iterated."""
         self._in_flight[target] = self._in_flight.get(target, 0) + 1
         try:
-            response = await self._pool(target).request("POST", path, JSON_HEADERS, body)
+            async with asyncio.timeout(self.timeout_s):
+                response = await self._pool(target).request("POST", path, JSON_HEADERS, body)
+        except TimeoutError as exc:
+            self._in_flight[target] -= 1
+            raise self._timed_out(target) from exc
         except httpx.TransportError as exc:
             self._in_flight[target] -= 1
             raise UpstreamFailed(f"upstream {target} failed: {exc}") from exc
@@ -85,9 +100,16 @@ class InferenceRouter:
         )
 
         async def relay() -> AsyncIterator[bytes]:
+            chunks = response.chunks()
             try:
-                async for chunk in response.chunks():
+                while True:
+                    async with asyncio.timeout(self.timeout_s):
+                        chunk = await anext(chunks, None)
+                    if chunk is None:
+                        return
                     yield chunk
+            except TimeoutError as exc:
+                raise self._timed_out(target) from exc
             except httpx.TransportError as exc:
                 raise UpstreamFailed(f"upstream {target} failed mid-answer: {exc}") from exc
             finally:
@@ -95,6 +117,9 @@ class InferenceRouter:
                 self._in_flight[target] -= 1
 
         return UpstreamReply(response.status, content_type, relay())
+
+    def _timed_out(self, target: str) -> UpstreamTimeout:
+        return UpstreamTimeout(f"upstream {target} did not answer within {self.timeout_s:g}s")
 
     def _pool(self, target: str) -> EnginePool:
         pool = self._pools.get(target)
