@@ -131,6 +131,28 @@ class TestObservedStatus:
         assert (ready.available_workers, ready.unavailable_workers) == (1, 0)
         assert backend.targets(endpoint) == ["http://llm-deepseek-r1-leader.default.svc"]
 
+    async def test_a_failing_watch_is_said_in_the_reason_until_it_recovers(
+        self, backend: KubernetesBackend, kube_api: FakeKubeApi
+    ) -> None:
+        endpoint = multinode()
+        await backend.apply(endpoint)
+        put_group(kube_api, endpoint, 0, ready=True)
+        controller_reports(kube_api, ready=1)
+        await observed(backend, endpoint, EndpointStatus.READY)
+        kube_api.fail_next("GET", "pods", 500, "InternalError", "etcd is down", times=1000)
+        kube_api.end_watches()  # the pod watch must reconnect, and cannot
+        stale = await eventually(
+            lambda: backend.observe(endpoint), lambda s: "watch failing" in (s.reason or "")
+        )
+        assert stale.status is EndpointStatus.READY  # what was last seen
+        assert "status may be stale" in (stale.reason or "") and "etcd is down" in (
+            stale.reason or ""
+        )
+        kube_api.clear_failures()
+        await eventually(
+            lambda: backend.observe(endpoint), lambda s: "watch failing" not in (s.reason or "")
+        )
+
     async def test_observe_reads_the_watch_cache_not_the_api_server(
         self, backend: KubernetesBackend, kube_api: FakeKubeApi
     ) -> None:

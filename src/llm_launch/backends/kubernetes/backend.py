@@ -18,6 +18,7 @@ else `$KUBECONFIG`, else the in-cluster service account, else `~/.kube/config`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -127,7 +128,21 @@ class KubernetesBackend:
         workload = self._workload(endpoint)
         pods = self._informers["Pod"].cache.for_endpoint(endpoint.id)
         logs = await self._crash_logs_of(endpoint.id, pods)
-        return observe(workload, pods, logs, self._recreations.recreations(endpoint.id))
+        seen = observe(workload, pods, logs, self._recreations.recreations(endpoint.id))
+        return self._flag_stale_watches(seen, workload.kind)
+
+    def _flag_stale_watches(self, seen: Observation, kind: str) -> Observation:
+        """Say so when a watch is failing: the status is then what was last seen."""
+        failing = [
+            f"{informer.resource.kind}: {informer.last_error}"
+            for informer in (self._informer(kind), self._informers["Pod"])
+            if informer.last_error
+        ]
+        if not failing:
+            return seen
+        note = f"watch failing, status may be stale ({'; '.join(failing)})"
+        reason = f"{seen.reason}; {note}" if seen.reason else note
+        return dataclasses.replace(seen, reason=reason)
 
     async def teardown(self, endpoint: Endpoint) -> None:
         self._tombstones.add(endpoint.id)

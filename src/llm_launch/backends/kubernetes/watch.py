@@ -143,6 +143,7 @@ class Informer:
                     version = await self._relist()
                 started = asyncio.get_running_loop().time()
                 version, events = await self._follow(version)
+                self.last_error = None  # the watch worked again: what the cache says is current
                 if events or asyncio.get_running_loop().time() - started > 1.0:
                     delay = self._timing.backoff_initial_s
                 else:  # an empty stream that ended at once: do not spin
@@ -153,6 +154,9 @@ class Informer:
                 version = ""
             except Exception as exc:  # the loop must outlive any one failure
                 self._failed(exc, delay)
+                # Start again with a list: its success proves (and says, by clearing
+                # last_error) that the cache is current again, and misses nothing.
+                version = ""
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self._timing.backoff_max_s)
 
@@ -194,6 +198,7 @@ class Informer:
         return version, count
 
     def _notify(self, event_type: str, obj: Object) -> None:
+        self.last_error = None  # an event arrived: the watch works
         for listener in self._listeners:
             try:
                 listener(event_type, obj)
