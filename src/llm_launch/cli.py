@@ -67,6 +67,13 @@ def serve(
     kubernetes_namespace: Annotated[
         str, typer.Option(envvar="LLM_LAUNCH_KUBERNETES_NAMESPACE", help="where endpoints run")
     ] = "default",
+    kubernetes_control_plane_id: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_KUBERNETES_CONTROL_PLANE_ID",
+            help="unique per installation sharing a namespace (GC keeps to its own)",
+        ),
+    ] = "default",
     kubeconfig: Annotated[
         str | None, typer.Option(envvar="KUBECONFIG", help="default: in-cluster or ~/.kube/config")
     ] = None,
@@ -116,6 +123,7 @@ def serve(
         backend=backend,
         engine_mode=engine_mode,
         kubernetes_namespace=kubernetes_namespace,
+        kubernetes_control_plane_id=kubernetes_control_plane_id,
         kubeconfig=kubeconfig,
         inference_timeout_s=inference_timeout,
     )

@@ -33,6 +33,7 @@ class Settings:
     reconcile_interval_s: float = 0.5
     inference_timeout_s: float = 600.0  # wait for an answer to start, or between chunks
     kubernetes_namespace: str = "default"
+    kubernetes_control_plane_id: str = "default"  # unique per installation sharing a namespace
     kubeconfig: str | None = None  # None: $KUBECONFIG, in-cluster, then ~/.kube/config
 
 

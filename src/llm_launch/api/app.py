@@ -32,7 +32,11 @@ def make_backend(settings: Settings) -> Backend | None:
         from llm_launch.backends.kubernetes.backend import KubernetesBackend
         from llm_launch.backends.kubernetes.config import KubernetesConfig
 
-        config = KubernetesConfig(namespace=settings.kubernetes_namespace, catalog=settings.catalog)
+        config = KubernetesConfig(
+            namespace=settings.kubernetes_namespace,
+            control_plane_id=settings.kubernetes_control_plane_id,
+            catalog=settings.catalog,
+        )
         return KubernetesBackend(config, kubeconfig=settings.kubeconfig)
     raise ValueError(f"unknown backend {settings.backend!r}; use local, kubernetes or none")
 

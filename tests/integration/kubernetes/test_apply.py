@@ -33,7 +33,10 @@ def labelled(kind: str, api_version: str, name: str, endpoint_id: str = EID) -> 
                 "app.kubernetes.io/managed-by": "llm-launch",
                 "llm-launch.io/endpoint-id": endpoint_id,
             },
-            "annotations": {"llm-launch.io/generation": "1"},
+            "annotations": {
+                "llm-launch.io/generation": "1",
+                "llm-launch.io/control-plane": "default",
+            },
         },
         "spec": {"replicas": 1} if kind != "Service" else {"ports": [{"port": 80}]},
     }
@@ -186,6 +189,11 @@ async def test_garbage_collection_deletes_only_applied_objects_of_dead_endpoints
     by_hand["metadata"]["name"] = "rendered-by-hand"
     del by_hand["metadata"]["annotations"]  # `llm-launch render` output has no generation
     kube_api.put("services", by_hand)
-    deleted = await collect_garbage(client, "default", {"ep-live"})
+    others = copy.deepcopy(objects(endpoint_id="ep-theirs")[1])
+    others["metadata"]["name"] = "another-control-planes"
+    others["metadata"]["annotations"]["llm-launch.io/control-plane"] = "staging"
+    kube_api.put("services", others)
+    deleted = await collect_garbage(client, "default", {"ep-live"}, "default")
     assert sorted(deleted) == ["LeaderWorkerSet/llm-chat-dead", "Service/llm-chat-leader-dead"]
     assert "rendered-by-hand" in kube_api.names("services")
+    assert "another-control-planes" in kube_api.names("services")

@@ -470,8 +470,11 @@ class TestNamesAndLabels:
         endpoint = an_endpoint(seed_body())
         later = dataclasses.replace(endpoint, generation=endpoint.generation + 1)
         first, second = render_endpoint(endpoint, a_config()), render_endpoint(later, a_config())
-        assert first[0]["metadata"]["annotations"] == {"llm-launch.io/generation": "3"}
-        assert second[0]["metadata"]["annotations"] == {"llm-launch.io/generation": "4"}
+        assert first[0]["metadata"]["annotations"] == {
+            "llm-launch.io/generation": "3",
+            "llm-launch.io/control-plane": "default",
+        }
+        assert second[0]["metadata"]["annotations"]["llm-launch.io/generation"] == "4"
         assert first[0]["spec"] == second[0]["spec"]
 
 

@@ -43,7 +43,7 @@ from llm_launch.backends.kubernetes.errors import (
     ObjectNotFound,
 )
 from llm_launch.backends.kubernetes.render_names import (
-    ANNOTATION_GENERATION,
+    ANNOTATION_CONTROL_PLANE,
     LABEL_ENDPOINT_ID,
     MANAGED_SELECTOR,
 )
@@ -144,17 +144,19 @@ async def wait_gone(
 
 
 async def collect_garbage(
-    client: KubeClient, namespace: str, live_endpoint_ids: set[str]
+    client: KubeClient, namespace: str, live_endpoint_ids: set[str], control_plane_id: str
 ) -> list[str]:
     """Delete (without waiting) the objects of endpoints that no longer exist. Only objects
-    a control plane applied (they carry our generation annotation) are candidates, so the
-    output of `llm-launch render` applied by hand is left alone. Returns `Kind/name`s."""
+    this control plane applied (they carry its id) are candidates, so the output of
+    `llm-launch render` applied by hand, and another installation's objects in the same
+    namespace, are left alone. Returns `Kind/name`s."""
     deleted = []
     for resource in MANAGED:
         for item in (await list_or_empty(client, resource, namespace, MANAGED_SELECTOR)).items:
             metadata = item["metadata"]
             endpoint_id = (metadata.get("labels") or {}).get(LABEL_ENDPOINT_ID)
-            applied = ANNOTATION_GENERATION in (metadata.get("annotations") or {})
+            annotations = metadata.get("annotations") or {}
+            applied = annotations.get(ANNOTATION_CONTROL_PLANE) == control_plane_id
             if not endpoint_id or endpoint_id in live_endpoint_ids or not applied:
                 continue
             if await delete_quietly(client, resource, namespace, metadata["name"]):

@@ -162,7 +162,9 @@ class KubernetesBackend:
         reconciliation of the endpoints that do exist."""
         try:
             client = await self._connected()
-            deleted = await applier.collect_garbage(client, self.namespace, live_endpoint_ids)
+            deleted = await applier.collect_garbage(
+                client, self.namespace, live_endpoint_ids, self.config.control_plane_id
+            )
         except LaunchError as exc:
             log.warning("garbage collection skipped: %s", exc.message)
             return

@@ -41,6 +41,8 @@ class KubernetesConfigError(ValueError):
 @dataclass(frozen=True)
 class KubernetesConfig:
     namespace: str = "default"
+    # Tells this installation's objects from another's in a shared namespace.
+    control_plane_id: str = "default"
     image_repositories: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_IMAGE_REPOSITORIES)
     )

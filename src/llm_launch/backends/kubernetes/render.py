@@ -38,6 +38,7 @@ import yaml
 
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.render_names import (
+    ANNOTATION_CONTROL_PLANE,
     ANNOTATION_GENERATION,
     LABEL_ENDPOINT,
     LABEL_ENDPOINT_ID,
@@ -64,6 +65,7 @@ from llm_launch.engines.plan import IpFamily, LaunchPlan
 from llm_launch.engines.planner import plan_launch
 
 __all__ = [
+    "ANNOTATION_CONTROL_PLANE",
     "ANNOTATION_GENERATION",
     "LABEL_ENDPOINT",
     "LABEL_ENDPOINT_ID",
@@ -173,7 +175,10 @@ def _metadata(name: str, ctx: PodContext, identity: EndpointIdentity) -> Manifes
         "labels": dict(ctx.labels),
     }
     if identity.generation is not None:
-        metadata["annotations"] = {ANNOTATION_GENERATION: str(identity.generation)}
+        metadata["annotations"] = {
+            ANNOTATION_GENERATION: str(identity.generation),
+            ANNOTATION_CONTROL_PLANE: ctx.config.control_plane_id,
+        }
     return metadata
 
 

@@ -15,6 +15,7 @@ from llm_launch.domain.names import K8S_NAME_PREFIX
 from llm_launch.domain.spec import EndpointSpec
 
 __all__ = [
+    "ANNOTATION_CONTROL_PLANE",
     "ANNOTATION_GENERATION",
     "LABEL_ENDPOINT",
     "LABEL_ENDPOINT_ID",
@@ -45,6 +46,9 @@ MANAGED_BY = "llm-launch"
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 # On top-level objects only (a pod template change would roll the pods).
 ANNOTATION_GENERATION = "llm-launch.io/generation"
+# Which control plane applied an object: garbage collection only ever deletes its own,
+# so two installations may share a namespace.
+ANNOTATION_CONTROL_PLANE = "llm-launch.io/control-plane"
 
 # Set by the LeaderWorkerSet controller on every pod of a group.
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
