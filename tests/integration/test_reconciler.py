@@ -92,3 +92,18 @@ async def test_a_spec_the_backend_cannot_run_is_refused_before_it_is_stored(
     with pytest.raises(InvalidRequest, match="scale-to-zero"):
         await service.create("alice", endpoint_body())
     assert await store.list_owned("alice") == []
+
+
+async def test_a_pass_rereads_a_spec_only_when_its_generation_changed(
+    store: EndpointRepository,
+) -> None:
+    service = EndpointService(store, load_hardware_catalog())
+    first, _ = await service.create("alice", endpoint_body())
+    second, _ = await service.create("alice", endpoint_body())
+    known = {e.id: e for e in await store.list_all()}
+    await service.update("alice", first.name, {"min_workers": 2})
+    await store.set_status(second.id, EndpointStatus.READY, "ready", generation=1)
+    again = {e.id: e for e in await store.list_all(known)}
+    assert again[first.id].spec.min_workers == 2  # a new generation: read in full
+    assert again[second.id].status is EndpointStatus.READY  # same generation: status refreshed
+    assert again[second.id].spec is known[second.id].spec  # and its spec not decoded again

@@ -33,6 +33,7 @@ class Reconciler:
         self.backend = backend
         self.interval_s = interval_s
         self._first_pass = True
+        self._known: dict[str, Endpoint] = {}  # the last pass's endpoints, by id
 
     async def run_forever(self) -> None:
         while True:
@@ -43,7 +44,8 @@ class Reconciler:
             await asyncio.sleep(self.interval_s)
 
     async def reconcile_once(self) -> None:
-        endpoints = await self.repository.list_all()
+        endpoints = await self.repository.list_all(self._known)
+        self._known = {e.id: e for e in endpoints}
         if self._first_pass:
             await self.backend.collect_garbage({e.id for e in endpoints})
             self._first_pass = False

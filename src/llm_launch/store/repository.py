@@ -6,8 +6,11 @@ transaction, and owner scoping happens here so no caller can forget it.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +48,16 @@ def _to_endpoint(row: EndpointRow) -> Endpoint:
         last_updated_at=_utc(row.last_updated_at),
         available_workers=row.available_workers,
         unavailable_workers=row.unavailable_workers,
+    )
+
+
+def _same_state(endpoint: Endpoint, state: Any) -> bool:
+    return bool(
+        endpoint.generation == state.generation
+        and endpoint.status.value == state.status
+        and endpoint.status_reason == state.status_reason
+        and endpoint.available_workers == state.available_workers
+        and endpoint.unavailable_workers == state.unavailable_workers
     )
 
 
@@ -93,12 +106,55 @@ class EndpointRepository:
             rows = (await session.scalars(query.order_by(EndpointRow.created_at))).all()
         return [_to_endpoint(r) for r in rows]
 
-    async def list_all(self) -> list[Endpoint]:
-        """Endpoints of every owner: what the reconciler works through."""
-        query = select(EndpointRow)
+    async def list_all(self, known: Mapping[str, Endpoint] | None = None) -> list[Endpoint]:
+        """Endpoints of every owner: what the reconciler works through.
+
+        With `known` (the previous pass's result, by id), only endpoints whose generation
+        changed are read in full; the others are rebuilt from their status columns, so a
+        pass over many endpoints does not decode every spec again.
+        """
+        known = known or {}
+        columns = select(
+            EndpointRow.id,
+            EndpointRow.generation,
+            EndpointRow.status,
+            EndpointRow.status_reason,
+            EndpointRow.available_workers,
+            EndpointRow.unavailable_workers,
+            EndpointRow.last_updated_at,
+        ).order_by(EndpointRow.last_updated_at)
         async with self._sessions() as session:
-            rows = (await session.scalars(query.order_by(EndpointRow.last_updated_at))).all()
-        return [_to_endpoint(r) for r in rows]
+            states = (await session.execute(columns)).all()
+            stale = [
+                s.id for s in states if s.id not in known or known[s.id].generation != s.generation
+            ]
+            rows = (
+                (await session.scalars(select(EndpointRow).where(EndpointRow.id.in_(stale)))).all()
+                if stale
+                else []
+            )
+        fresh = {r.id: _to_endpoint(r) for r in rows}
+        endpoints = []
+        for state in states:
+            base = fresh.get(state.id) or known.get(state.id)
+            if base is None:  # created and read between the two queries' snapshots
+                continue
+            if _same_state(base, state):
+                endpoints.append(base)
+                continue
+            endpoints.append(
+                dataclasses.replace(
+                    base,
+                    status=EndpointStatus(state.status),
+                    status_reason=state.status_reason,
+                    available_workers=state.available_workers,
+                    unavailable_workers=state.unavailable_workers,
+                    last_updated_at=_utc(state.last_updated_at),
+                )
+                if base.generation == state.generation
+                else base
+            )
+        return endpoints
 
     async def update_spec(self, current: Endpoint, spec: EndpointSpec) -> tuple[Endpoint, str]:
         """Store a new spec if nobody changed the endpoint since `current` was read."""
