@@ -85,6 +85,10 @@ def serve(
             "simulated or real",
         ),
     ] = "auto",
+    local_ports: Annotated[
+        str,
+        typer.Option(envvar="LLM_LAUNCH_LOCAL_PORTS", help="local backend: FIRST-LAST port range"),
+    ] = "20000-29999",
     inference_timeout: Annotated[
         float,
         typer.Option(
@@ -112,6 +116,9 @@ def serve(
         raise _fail(f"--backend must be local, kubernetes or none (got {backend!r})")
     if engine_mode not in ("auto", "simulated", "real"):
         raise _fail(f"--engine-mode must be auto, simulated or real (got {engine_mode!r})")
+    first, _, last = local_ports.partition("-")
+    if not (first.isdigit() and last.isdigit() and 1024 <= int(first) <= int(last) <= 65535):
+        raise _fail(f"--local-ports must be FIRST-LAST within 1024-65535 (got {local_ports!r})")
     data_dir = data_dir or default_data_dir()
     settings = Settings(
         database_url=database_url or default_sqlite_url(data_dir),
@@ -126,6 +133,7 @@ def serve(
         kubernetes_control_plane_id=kubernetes_control_plane_id,
         kubeconfig=kubeconfig,
         inference_timeout_s=inference_timeout,
+        local_ports=(int(first), int(last)),
     )
     mode = (
         f"{len(keys.owners)} owner(s) with API keys"

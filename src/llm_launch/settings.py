@@ -30,6 +30,7 @@ class Settings:
     catalog: HardwareCatalog = field(default_factory=load_hardware_catalog)
     backend: str = "local"  # "local" or "none" (store only: endpoints stay UPDATE_PENDING)
     engine_mode: str = "auto"  # local backend: "auto", "simulated" or "real"
+    local_ports: tuple[int, int] = (20000, 29999)  # local backend: ports its groups may use
     reconcile_interval_s: float = 0.5
     inference_timeout_s: float = 600.0  # wait for an answer to start, or between chunks
     kubernetes_namespace: str = "default"

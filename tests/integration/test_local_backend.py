@@ -189,3 +189,18 @@ def test_a_not_ready_endpoint_answers_503_with_its_status(tmp_path: Path) -> Non
         slow.server.stop()
         for pid in processes_with_env(MARKER, str(tmp_path)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_an_endpoint_that_cannot_get_its_ports_is_update_failed_saying_so(tmp_path: Path) -> None:
+    cramped = Local(tmp_path, LLM_LAUNCH_LOCAL_PORTS="40100-40102")  # a 2-node group needs 4
+    try:
+        body = sglang_body(nodes_per_worker=2, gpus=2, num_shards=2)
+        cramped.client.post("/v1/llm/model-endpoints", json=body)
+        failed = wait_for(
+            cramped.client, str(body["name"]), lambda e: e["status"] == "UPDATE_FAILED"
+        )
+        assert "no 4 free ports in 40100-40102" in failed["spec"]["status_reason"]
+    finally:
+        cramped.server.stop()
+        for pid in processes_with_env(MARKER, str(tmp_path)):
+            os.kill(pid, signal.SIGKILL)

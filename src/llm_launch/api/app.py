@@ -26,8 +26,10 @@ def make_backend(settings: Settings) -> Backend | None:
         return None
     if settings.backend == "local":
         from llm_launch.backends.local.backend import LocalBackend
+        from llm_launch.backends.local.ports import PortAllocator
 
-        return LocalBackend(settings.data_dir, settings.engine_mode)
+        ports = PortAllocator(*settings.local_ports)
+        return LocalBackend(settings.data_dir, settings.engine_mode, ports)
     if settings.backend == "kubernetes":
         from llm_launch.backends.kubernetes.backend import KubernetesBackend
         from llm_launch.backends.kubernetes.config import KubernetesConfig

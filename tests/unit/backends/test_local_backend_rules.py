@@ -115,3 +115,11 @@ def test_ports_are_never_handed_out_twice() -> None:
     assert not set(first) & set(second)
     allocator.release(first)
     assert len(allocator.allocate(4)) == 4
+
+
+def test_a_supervision_error_is_update_failed_with_its_cause() -> None:
+    broken = runtime(an_endpoint())
+    broken.error = "PortsExhausted: no 3 free ports in 20000-29999"
+    seen = observe_runtime(broken, "real")
+    assert seen.status is EndpointStatus.UPDATE_FAILED
+    assert "no 3 free ports" in (seen.reason or "")

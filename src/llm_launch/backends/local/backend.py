@@ -201,6 +201,9 @@ def observe_runtime(runtime: EndpointRuntime, engine_mode: str) -> Observation:
     serving = [g for g in runtime.groups.values() if g.ready]
     available = min(len(serving), wanted)
     unavailable = wanted - available
+    if runtime.error is not None:
+        reason = f"the local backend cannot run this endpoint: {runtime.error}"
+        return Observation(EndpointStatus.UPDATE_FAILED, reason, available, unavailable)
     current = [g for g in runtime.all_groups() if g.generation == endpoint.generation]
     failing = [g for g in current if g.consecutive_failures >= CRASH_LOOP_FAILURES]
     if failing:

@@ -10,6 +10,7 @@ keeping the old group serving until its replacement is ready.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ from llm_launch.backends.local.group import GroupPorts, ProcessGroup
 from llm_launch.backends.local.ports import PortAllocator
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.engines.plan import LaunchPlan
+
+log = logging.getLogger("llm_launch.backends.local")
 
 TICK_S = 0.25
 MAX_BACKOFF_S = 30.0
@@ -51,6 +54,7 @@ class EndpointRuntime:
     # this lock and flag make sure nothing starts a process once stop_all has begun.
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: bool = False
+    error: str | None = None  # why the last supervision step failed, until one succeeds
 
     # -- what the backend asks -------------------------------------------------------
     def all_groups(self) -> list[ProcessGroup]:
@@ -62,9 +66,15 @@ class EndpointRuntime:
     # -- the loop --------------------------------------------------------------------
     async def run(self) -> None:
         while True:
-            await asyncio.to_thread(self._supervise)
-            await self._poll_readiness()
-            await asyncio.to_thread(self._converge)
+            try:
+                await asyncio.to_thread(self._supervise)
+                await self._poll_readiness()
+                await asyncio.to_thread(self._converge)
+                self.error = None
+            except Exception as exc:  # e.g. no free ports, or a process that cannot spawn
+                log.exception("endpoint %s: supervision step failed", self.endpoint.name)
+                self.error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(1.0)
             await asyncio.sleep(TICK_S)
 
     def _supervise(self) -> None:
