@@ -201,6 +201,7 @@ class TestDelete:
 
 def test_the_server_publishes_health_and_openapi(alice: httpx.Client) -> None:
     assert alice.get("/healthz").json() == {"status": "ok"}
+    assert alice.get("/readyz").json() == {"status": "ok"}
     document = alice.get("/openapi.json").json()
     assert "/v1/llm/model-endpoints" in document["paths"]
     assert "/v1/llm/model-endpoints/{name}" in document["paths"]

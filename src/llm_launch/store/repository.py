@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from llm_launch.domain.endpoint import Endpoint
@@ -64,6 +64,15 @@ def _same_state(endpoint: Endpoint, state: Any) -> bool:
 class EndpointRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def ping(self) -> str | None:
+        """None when the database answers; otherwise why it does not."""
+        try:
+            async with self._sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            return f"database unavailable: {type(exc).__name__}"
+        return None
 
     async def create(self, owner: str, spec: EndpointSpec) -> tuple[Endpoint, str]:
         """Insert the endpoint and its `create` operation; Conflict if the owner has the name."""

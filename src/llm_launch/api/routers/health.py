@@ -1,17 +1,26 @@
-"""Liveness of the control plane itself."""
+"""Liveness and readiness of the control plane itself."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from llm_launch.services.endpoints import EndpointService
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
+    """The process answers (liveness)."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
-async def readyz() -> dict[str, str]:
-    return {"status": "ok"}
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to serve the API: the database answers (readiness)."""
+    service: EndpointService = request.app.state.endpoints
+    problem = await service.repository.ping()
+    if problem is not None:
+        return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
+    return JSONResponse({"status": "ok"})
