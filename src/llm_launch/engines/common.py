@@ -98,7 +98,10 @@ def forwarder_container(
     """The forwarder beside the leader's engine: readiness of the whole group lives here."""
     ipv6 = options.ip_family.value == "ipv6"
     loopback = "[::1]" if ipv6 else "127.0.0.1"
-    host = options.bind_host or ("::" if ipv6 else "0.0.0.0")
+    # AUTO: the forwarder picks at start, from POD_IP, as the startup program does for the
+    # engine; a fixed 0.0.0.0 would be unreachable on an IPv6-only cluster.
+    families = {"ipv6": "::", "ipv4": "0.0.0.0", "auto": "auto"}
+    host = options.bind_host or families[options.ip_family.value]
     command = [
         *options.forwarder_program,
         "--host", host,

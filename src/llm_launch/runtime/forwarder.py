@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 
 import uvicorn
 
 from llm_launch.runtime.forwarder_app import ForwarderConfig, create_app
 from llm_launch.runtime.forwarder_engines import ENGINE_APIS
+from llm_launch.runtime.network import auto_listen_host
 
 __all__ = ["main", "parse_args"]
 
@@ -49,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Forward Launch and OpenAI-compatible inference requests to one engine.",
     )
     add = parser.add_argument
-    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); `auto`: every address of the pod's "
+             "IP family (from POD_IP), `::` or 0.0.0.0")  # fmt: skip
     add("--port", type=int, default=5000, help="port to listen on (default 5000)")
     add("--engine-url", required=True, help="the engine's base URL, e.g. http://127.0.0.1:5005")
     add("--engine-api", choices=ENGINE_APIS, default="sglang",
@@ -89,6 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ForwarderConfig, argp
 
 def main(argv: Sequence[str] | None = None) -> None:
     config, args = parse_args(argv)
+    if args.host == "auto":
+        args.host = auto_listen_host(os.environ.get("POD_IP"))
     try:
         app = create_app(config)
     except ValueError as exc:

@@ -141,3 +141,16 @@ def wait_for_workers(
 def host_port(address: str, port: int) -> str:
     """`v4:port`, or `[v6]:port` (SGLang rejects a bare `fd00::1:5002`)."""
     return f"[{address}]:{port}" if family_of(address) is IpFamily.IPV6 else f"{address}:{port}"
+
+
+def auto_listen_host(pod_ip: str | None) -> str:
+    """Where a server should listen when the plan says `auto`: all addresses of the pod's
+    family (`::` also takes IPv4 where the kernel allows it), or of what this host has."""
+    if pod_ip:
+        return "::" if family_of(pod_ip) is IpFamily.IPV6 else "0.0.0.0"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::", 0))
+    except OSError:
+        return "0.0.0.0"  # IPv6 is disabled here
+    return "::"

@@ -11,7 +11,7 @@ from llm_launch.domain.errors import InvalidRequest
 from llm_launch.domain.spec import build_spec
 from llm_launch.engines.args import render_engine_args
 from llm_launch.engines.options import PlanOptions
-from llm_launch.engines.plan import LaunchPlan, Ports, Role
+from llm_launch.engines.plan import IpFamily, LaunchPlan, Ports, Role
 from llm_launch.engines.planner import plan_launch
 from tests.builders import endpoint_body, seed_body
 
@@ -88,6 +88,14 @@ class TestSeedCase:
         )
         assert (readiness.path, readiness.port) == ("/readyz", 5000)
         assert plan.routes.generation_check == "/health_generate"
+
+
+@pytest.mark.parametrize(
+    ("family", "host"), [("auto", "auto"), ("ipv6", "::"), ("ipv4", "0.0.0.0")]
+)
+def test_the_forwarder_listens_on_the_pods_family(family: str, host: str) -> None:
+    plan = plan_for(seed_body(), ip_family=IpFamily(family))
+    assert flag(plan.leader.container("forwarder").command, "--host") == host
 
 
 def test_single_node_sglang_has_no_worker_and_one_node() -> None:

@@ -44,7 +44,7 @@ class TestCommandLine:
         assert config.engine_api == "sglang"
         assert config.engine_url == "http://127.0.0.1:5005"
         assert config.ready_check_path == "/health_generate"
-        assert (args.host, args.port) == ("0.0.0.0", 5000)
+        assert (args.host, args.port) == ("auto", 5000)  # resolved from POD_IP at start
 
     def test_the_vllm_plans_command_line_parses_with_readiness_by_generation(self) -> None:
         config, _ = parse_args(forwarder_argv(endpoint_body()))

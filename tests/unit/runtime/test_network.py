@@ -8,6 +8,7 @@ from llm_launch.engines.plan import IpFamily
 from llm_launch.runtime.network import (
     Deadline,
     StartupError,
+    auto_listen_host,
     host_port,
     resolve_one,
     wait_for_workers,
@@ -104,3 +105,12 @@ def test_the_wait_ends_as_soon_as_every_worker_resolves() -> None:
 )
 def test_host_port_brackets_ipv6_only(address: str, expected: str) -> None:
     assert host_port(address, 5002) == expected
+
+
+@pytest.mark.parametrize(("pod_ip", "host"), [("fdab:1::2", "::"), ("10.0.0.2", "0.0.0.0")])
+def test_auto_listens_on_every_address_of_the_pods_family(pod_ip: str, host: str) -> None:
+    assert auto_listen_host(pod_ip) == host
+
+
+def test_auto_without_a_pod_ip_prefers_ipv6_where_the_kernel_has_it() -> None:
+    assert auto_listen_host(None) in ("::", "0.0.0.0")
