@@ -20,6 +20,15 @@ class GroupShape:
     pp_size: int
 
 
+@dataclass(frozen=True)
+class RendezvousTiming:
+    """How long a group may take to form, and how its ranks watch each other."""
+
+    dist_timeout_s: float  # every rank must have joined by then
+    heartbeat_s: float  # how often ranks say they are alive
+    rank_timeout_s: float  # silence after which a rank counts as lost
+
+
 class GroupStatus(Protocol):
     def problem(self) -> str | None:
         """None when the whole group is formed and healthy; else one line saying why not."""

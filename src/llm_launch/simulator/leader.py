@@ -26,7 +26,7 @@ from typing import Any
 
 from llm_launch.simulator import wire
 from llm_launch.simulator.args import DistAddr
-from llm_launch.simulator.group import GroupShape
+from llm_launch.simulator.group import GroupShape, RendezvousTiming
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,11 @@ class Leader:
         self,
         addr: DistAddr,
         shape: GroupShape,
-        *,
-        dist_timeout_s: float,
-        heartbeat_s: float,
-        rank_timeout_s: float,
+        timing: RendezvousTiming,
     ) -> None:
         self._addr = addr
         self._shape = shape
-        self._dist_timeout_s = dist_timeout_s
-        self._heartbeat_s = heartbeat_s
-        self._rank_timeout_s = rank_timeout_s
+        self._timing = timing
         self._state = GroupState.FORMING
         self._joined: dict[int, str] = {}  # rank -> peer address
         self._problem: str | None = None
@@ -104,10 +99,10 @@ class Leader:
         server = await self._listen()
         try:
             try:
-                await asyncio.wait_for(self._settled.wait(), self._dist_timeout_s)
+                await asyncio.wait_for(self._settled.wait(), self._timing.dist_timeout_s)
             except TimeoutError:
                 return (
-                    f"group did not form within {self._dist_timeout_s:g}s: "
+                    f"group did not form within {self._timing.dist_timeout_s:g}s: "
                     f"{_ranks(self._missing())} never joined {self._addr}"
                 )
             await asyncio.Event().wait()  # formed or broken: serve (and refuse) for good
@@ -135,7 +130,7 @@ class Leader:
             "rank 0: rendezvous listening at %s for %d other rank(s), %gs to form",
             self._addr,
             self._shape.nnodes - 1,
-            self._dist_timeout_s,
+            self._timing.dist_timeout_s,
         )
         return server
 
@@ -150,7 +145,7 @@ class Leader:
     async def _serve_rank(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
         try:
-            hello = await wire.receive(reader, self._rank_timeout_s)
+            hello = await wire.receive(reader, self._timing.rank_timeout_s)
             refusal = admission_problem(hello, self._shape, set(self._joined), self._state)
             if refusal is not None:
                 log.warning("rank 0: refused %s: %s", peer, refusal)
@@ -171,7 +166,10 @@ class Leader:
         log.info("rank 0: rank %d joined from %s", rank, peer)
         self._check_formed()
         reason = await wire.keep_alive(
-            reader, writer, heartbeat_s=self._heartbeat_s, timeout_s=self._rank_timeout_s
+            reader,
+            writer,
+            heartbeat_s=self._timing.heartbeat_s,
+            timeout_s=self._timing.rank_timeout_s,
         )
         self._lose(rank, reason)
 

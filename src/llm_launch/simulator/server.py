@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from llm_launch.simulator.app import build_app, build_worker_app
 from llm_launch.simulator.args import ArgsError, SimArgs, parse_args
-from llm_launch.simulator.group import GroupShape, SingleNode
+from llm_launch.simulator.group import GroupShape, RendezvousTiming, SingleNode
 from llm_launch.simulator.leader import Leader
 from llm_launch.simulator.worker import Worker
 
@@ -87,15 +87,11 @@ def _role(args: SimArgs) -> tuple[FastAPI, Rendezvous | None]:
         return build_app(args, SingleNode()), None
     assert args.dist_init_addr is not None  # checked by parse_args
     shape = GroupShape(args.nnodes, args.tp_size, args.pp_size)
-    timing = {
-        "dist_timeout_s": args.dist_timeout_s,
-        "heartbeat_s": args.heartbeat_s,
-        "rank_timeout_s": args.rank_timeout_s,
-    }
+    timing = RendezvousTiming(args.dist_timeout_s, args.heartbeat_s, args.rank_timeout_s)
     if args.node_rank == 0:
-        leader = Leader(args.dist_init_addr, shape, **timing)
+        leader = Leader(args.dist_init_addr, shape, timing)
         return build_app(args, leader), leader.run
-    worker = Worker(args.dist_init_addr, args.node_rank, shape, **timing)
+    worker = Worker(args.dist_init_addr, args.node_rank, shape, timing)
     return build_worker_app(args.node_rank), worker.run
 
 

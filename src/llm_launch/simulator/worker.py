@@ -14,7 +14,7 @@ import logging
 
 from llm_launch.simulator import wire
 from llm_launch.simulator.args import DistAddr
-from llm_launch.simulator.group import GroupShape
+from llm_launch.simulator.group import GroupShape, RendezvousTiming
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +27,16 @@ class Worker:
         addr: DistAddr,
         rank: int,
         shape: GroupShape,
-        *,
-        dist_timeout_s: float,
-        heartbeat_s: float,
-        rank_timeout_s: float,
+        timing: RendezvousTiming,
     ) -> None:
         self._addr = addr
         self._rank = rank
         self._shape = shape
-        self._dist_timeout_s = dist_timeout_s
-        self._heartbeat_s = heartbeat_s
-        self._rank_timeout_s = rank_timeout_s
+        self._timing = timing
 
     async def run(self) -> str:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._dist_timeout_s
+        deadline = loop.time() + self._timing.dist_timeout_s
         link = await self._connect(deadline)
         if isinstance(link, str):
             return link
@@ -55,7 +50,9 @@ class Worker:
         }
         try:
             await wire.send(writer, hello)
-            reply = await wire.receive(reader, max(deadline - loop.time(), self._rank_timeout_s))
+            reply = await wire.receive(
+                reader, max(deadline - loop.time(), self._timing.rank_timeout_s)
+            )
         except wire.LinkLost as exc:
             await wire.close(writer)
             return f"rank {self._rank}: lost rank 0 at {self._addr} while joining: {exc}"
@@ -65,7 +62,10 @@ class Worker:
             return f"rank {self._rank}: rank 0 at {self._addr} refused to admit us: {reason}"
         log.info("rank %d: joined the group at %s", self._rank, self._addr)
         reason = await wire.keep_alive(
-            reader, writer, heartbeat_s=self._heartbeat_s, timeout_s=self._rank_timeout_s
+            reader,
+            writer,
+            heartbeat_s=self._timing.heartbeat_s,
+            timeout_s=self._timing.rank_timeout_s,
         )
         return f"rank {self._rank}: lost rank 0 at {self._addr}: {reason}"
 
@@ -90,6 +90,7 @@ class Worker:
             if loop.time() + RETRY_INTERVAL_S >= deadline:
                 return (
                     f"rank {self._rank}: could not reach rank 0 at {self._addr} within "
-                    f"{self._dist_timeout_s:g}s ({attempts} attempts; last error: {last_error})"
+                    f"{self._timing.dist_timeout_s:g}s ({attempts} attempts; "
+                    f"last error: {last_error})"
                 )
             await asyncio.sleep(RETRY_INTERVAL_S)
