@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 
 from llm_launch.runtime import weights_clients as weights
 from llm_launch.runtime.weights import MARKER_NAME, WeightsError, destination_name, fetch_checkpoint
+from tests.support.weights import Lines, read_tree
 
 BUCKET = "checkpoints"
 PREFIX = "hf-synced-weights/deepseek-ai/DeepSeek-R1"
@@ -77,25 +78,6 @@ def s3(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 @pytest.fixture
 def weights_dir(tmp_path: Path) -> Path:
     return tmp_path / "models"
-
-
-class Lines:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
-
-    def matching(self, text: str) -> list[str]:
-        return [line for line in self.lines if text in line]
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in root.rglob("*")
-        if path.is_file() and path.name != MARKER_NAME
-    }
 
 
 def leftovers(weights_dir: Path) -> list[str]:

@@ -24,6 +24,7 @@ import pytest
 
 from llm_launch.runtime import weights
 from llm_launch.runtime.weights import MARKER_NAME, WeightsError, destination_name, fetch_checkpoint
+from tests.support.weights import Lines, read_tree
 
 CHECKPOINT = {
     "config.json": b'{"model_type": "llama"}',
@@ -110,27 +111,6 @@ def write_tree(root: Path, files: dict[str, bytes] = CHECKPOINT) -> Path:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
     return root
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in root.rglob("*")
-        if path.is_file() and path.name != MARKER_NAME
-    }
-
-
-class Lines:
-    """A log function that keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
-
-    def matching(self, text: str) -> list[str]:
-        return [line for line in self.lines if text in line]
 
 
 @pytest.fixture
