@@ -151,12 +151,8 @@ ApiKey = Annotated[
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
-def _client(url: str, api_key: str | None) -> LaunchClient:
-    return LaunchClient(url, api_key)
-
-
 def _call(url: str, api_key: str | None, method: str, *args: Any) -> Any:
-    with _client(url, api_key) as client:
+    with LaunchClient(url, api_key) as client:
         try:
             return getattr(client, method)(*args)
         except ApiError as exc:

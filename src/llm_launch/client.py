@@ -27,14 +27,18 @@ class LaunchClient:
     def __exit__(self, *_: object) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The server's answer; ApiError when it cannot be reached or answers an error."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from exc
         if response.is_error:
             raise ApiError(response.status_code, _detail(response))
-        return response.json()
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
 
     def create_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "/v1/llm/model-endpoints", json=body)
@@ -56,13 +60,7 @@ class LaunchClient:
 
     def endpoint_logs(self, name: str, group: int, rank: int, forwarder: bool, tail: int) -> str:
         params = {"group": group, "rank": rank, "forwarder": forwarder, "tail": tail}
-        try:
-            response = self._http.get(f"/v1/llm/model-endpoints/{name}/logs", params=params)
-        except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach {self._http.base_url}: {exc}") from exc
-        if response.is_error:
-            raise ApiError(response.status_code, _detail(response))
-        return response.text
+        return self._send("GET", f"/v1/llm/model-endpoints/{name}/logs", params=params).text
 
     def delete_endpoint(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("DELETE", f"/v1/llm/model-endpoints/{name}")

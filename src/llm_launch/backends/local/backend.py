@@ -117,12 +117,6 @@ class LocalBackend:
                 self._persist(runtime)
         await self._http.aclose()
 
-    async def stop_everything(self) -> None:
-        """Stop every group (used by tests and `serve --stop-endpoints-on-exit`)."""
-        for runtime in list(self._runtimes.values()):
-            await self.teardown(runtime.endpoint)
-        await self.collect_garbage(set())
-
     # -- helpers -------------------------------------------------------------------------
     def _new_runtime(self, endpoint: Endpoint) -> EndpointRuntime:
         return EndpointRuntime(
