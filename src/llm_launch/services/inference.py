@@ -23,6 +23,7 @@ from llm_launch.runtime.forwarder_transport import EnginePool
 from llm_launch.store.repository import EndpointRepository
 
 CACHE_TTL_S = 0.5  # endpoint lookups are cached this long; ownership is still checked
+MAX_CACHED = 4096
 CONNECT_TIMEOUT_S = 2.0
 JSON_HEADERS = [(b"Content-Type", b"application/json")]
 
@@ -69,7 +70,10 @@ class InferenceRouter:
         if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
             return cached[1]
         endpoint = await self.repository.get(owner, name)
-        self._cache[key] = (time.monotonic(), endpoint)
+        now = time.monotonic()
+        if len(self._cache) >= MAX_CACHED:  # drop what expired, so deleted names do not pile up
+            self._cache = {k: v for k, v in self._cache.items() if now - v[0] < CACHE_TTL_S}
+        self._cache[key] = (now, endpoint)
         return endpoint
 
     def pick_target(self, endpoint: Endpoint) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llm_launch.engines.plan import IpFamily
+from llm_launch.runtime import network
 from llm_launch.runtime.network import (
     Deadline,
     StartupError,
@@ -112,5 +113,21 @@ def test_auto_listens_on_every_address_of_the_pods_family(pod_ip: str, host: str
     assert auto_listen_host(pod_ip) == host
 
 
-def test_auto_without_a_pod_ip_prefers_ipv6_where_the_kernel_has_it() -> None:
-    assert auto_listen_host(None) in ("::", "0.0.0.0")
+def test_auto_without_a_pod_ip_falls_back_to_ipv4_where_ipv6_is_disabled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class NoIPv6:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def __enter__(self) -> NoIPv6:
+            return self
+
+        def __exit__(self, *args: object) -> None:
+            pass
+
+        def bind(self, address: object) -> None:
+            raise OSError(97, "Address family not supported by protocol")
+
+    monkeypatch.setattr(network.socket, "socket", NoIPv6)
+    assert auto_listen_host(None) == "0.0.0.0"
