@@ -5,6 +5,7 @@ loss of its worker, and leaves no process behind when deleted. SQLite and Postgr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -123,7 +124,9 @@ def test_launch_sync_and_stream_routes_answer(deployment: Deployment) -> None:
             if line.startswith("data:"):
                 events.append(line)
     assert len(events) >= 8
-    assert '"finished": true' in events[-1].replace('"finished":true', '"finished": true')
+    last = json.loads(events[-1].removeprefix("data:"))
+    assert last["output"]["finished"] is True
+    assert last["output"]["num_completion_tokens"] == 8
 
 
 def test_the_openai_client_chats_and_completes_streaming_and_not(deployment: Deployment) -> None:
