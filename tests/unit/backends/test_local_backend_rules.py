@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from llm_launch.backends.local.backend import observe_runtime
 from llm_launch.backends.local.controller import MAX_BACKOFF_S, EndpointRuntime, backoff_s
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup, replace_flag
-from llm_launch.backends.local.ports import PortAllocator
+from llm_launch.backends.local.ports import PortAllocator, PortsExhausted, port_is_free
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.spec import build_spec
@@ -109,12 +110,33 @@ def test_replace_flag_touches_only_the_startup_arguments(
     assert replace_flag(command, "--engine-port", "7") == expected
 
 
+def always_free(host: str, port: int) -> bool:
+    return True
+
+
 def test_ports_are_never_handed_out_twice() -> None:
-    allocator = PortAllocator(first=41000, last=41009)
+    allocator = PortAllocator(first=41000, last=41009, is_free=always_free)
     first, second = allocator.allocate(4), allocator.allocate(4)
     assert not set(first) & set(second)
+    with pytest.raises(PortsExhausted, match="no 4 free ports in 41000-41009"):
+        allocator.allocate(4)
     allocator.release(first)
-    assert len(allocator.allocate(4)) == 4
+    third = allocator.allocate(4)
+    assert not set(third) & set(second)
+    assert set(third) <= set(first) | {41008, 41009}
+
+
+def test_ports_held_by_other_programs_are_skipped() -> None:
+    busy = {41001, 41003}
+    allocator = PortAllocator(first=41000, last=41009, is_free=lambda h, p: p not in busy)
+    assert allocator.allocate(4) == [41000, 41002, 41004, 41005]
+
+
+def test_the_bind_probe_sees_a_listening_port() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        assert not port_is_free("127.0.0.1", held.getsockname()[1])
 
 
 def test_a_supervision_error_is_update_failed_with_its_cause() -> None:

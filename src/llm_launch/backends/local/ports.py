@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class PortsExhausted(RuntimeError):
@@ -16,9 +16,17 @@ class PortsExhausted(RuntimeError):
 
 
 class PortAllocator:
-    def __init__(self, first: int = 20000, last: int = 29999, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        first: int = 20000,
+        last: int = 29999,
+        host: str = "127.0.0.1",
+        is_free: Callable[[str, int], bool] | None = None,
+    ) -> None:
         self._range = range(first, last + 1)
         self._host = host
+        # Injectable so the bookkeeping can be tested apart from what else holds ports.
+        self._is_free = is_free or port_is_free
         self._taken: set[int] = set()
         self._next = first
         self._lock = threading.Lock()
@@ -29,7 +37,7 @@ class PortAllocator:
             for _ in range(len(self._range)):
                 port = self._next
                 self._next = port + 1 if port < self._range[-1] else self._range[0]
-                if port not in self._taken and _is_free(self._host, port):
+                if port not in self._taken and self._is_free(self._host, port):
                     self._taken.add(port)
                     ports.append(port)
                     if len(ports) == count:
@@ -47,7 +55,8 @@ class PortAllocator:
             self._taken.difference_update(ports)
 
 
-def _is_free(host: str, port: int) -> bool:
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP listener could bind host:port now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
