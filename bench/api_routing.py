@@ -12,7 +12,6 @@ API's `/v1/llm/completions-sync`. Prints p50/p99 latency, the API server's CPU p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,8 +24,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.builders import endpoint_body
-from tests.support.local_groups import wait_for
-from tests.support.server import RunningServer
+from tests.support.local_groups import forwarder_url, wait_for
+from tests.support.server import simulated_local_server
 
 BODY = {"prompt": "Hello there", "max_new_tokens": 4, "temperature": 0.0}
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -59,19 +58,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        env = {"LLM_LAUNCH_BACKEND": "local", "LLM_LAUNCH_ENGINE_MODE": "simulated",
-               "LLM_LAUNCH_API_KEYS": "", "LLM_LAUNCH_SIM_TTFT_MS": "0",
+        env = {"LLM_LAUNCH_API_KEYS": "", "LLM_LAUNCH_SIM_TTFT_MS": "0",
                "LLM_LAUNCH_SIM_TPOT_MS": "0", "LLM_LAUNCH_LOG_LEVEL": "warning"}  # fmt: skip
-        server = RunningServer(f"sqlite:///{data_dir / 'db.sqlite'}", data_dir, env).start()
+        server = simulated_local_server(data_dir, env).start()
         try:
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 body = endpoint_body(name="bench", inference_framework="sglang", min_workers=1)
                 client.post("/v1/llm/model-endpoints", json=body).raise_for_status()
                 endpoint = wait_for(client, "bench", lambda e: e["status"] == "READY")
-                state = json.loads(
-                    (data_dir / "local-backend" / f"{endpoint['id']}.json").read_text()
-                )
-                forwarder = f"http://127.0.0.1:{state['groups'][0]['ports']['forwarder']}"
+                forwarder = forwarder_url(data_dir, str(endpoint["id"]))
+                assert forwarder is not None
                 assert server.pid is not None
                 direct = measure(client, f"{forwarder}/predict", {}, args.requests, server.pid)
                 params = {"model_endpoint_name": "bench"}

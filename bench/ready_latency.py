@@ -11,7 +11,6 @@ API's status. Prints, per run, the delay from the first passing check to READY.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -23,18 +22,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.builders import seed_body
-from tests.support.server import RunningServer
+from tests.support.local_groups import forwarder_url
+from tests.support.server import simulated_local_server
 
 POLL_S = 0.01
-
-
-def forwarder_url(data_dir: Path, endpoint_id: str) -> str | None:
-    path = data_dir / "local-backend" / f"{endpoint_id}.json"
-    try:
-        groups = json.loads(path.read_text())["groups"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return f"http://127.0.0.1:{groups[0]['ports']['forwarder']}" if groups else None
 
 
 def one_run(client: httpx.Client, data_dir: Path, name: str) -> float:
@@ -65,9 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        env = {"LLM_LAUNCH_BACKEND": "local", "LLM_LAUNCH_ENGINE_MODE": "simulated",
-               "LLM_LAUNCH_API_KEYS": ""}  # fmt: skip
-        server = RunningServer(f"sqlite:///{data_dir / 'db.sqlite'}", data_dir, env).start()
+        server = simulated_local_server(data_dir, {"LLM_LAUNCH_API_KEYS": ""}).start()
         try:
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 delays = [one_run(client, data_dir, f"r1-{run}") for run in range(args.runs)]

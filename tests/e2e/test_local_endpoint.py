@@ -18,14 +18,12 @@ import pytest
 from tests.builders import seed_body
 from tests.support.databases import fresh_postgres_database
 from tests.support.local_groups import group_records, processes_with_env, wait_for
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, simulated_local_server
 
 KEY = "e2e-key-0123456789abcdef"
 MARKER = "LLM_LAUNCH_TEST_MARKER"
 SERVER_ENV = {
     "LLM_LAUNCH_API_KEYS": f"alice:{KEY}",
-    "LLM_LAUNCH_BACKEND": "local",
-    "LLM_LAUNCH_ENGINE_MODE": "simulated",
     "LLM_LAUNCH_SIM_TTFT_MS": "5",
     "LLM_LAUNCH_SIM_TPOT_MS": "2",
 }
@@ -59,7 +57,7 @@ def deployment(
     with _database(request.param, data_dir) as url:
         # Every process the backend starts inherits the marker, so none can hide.
         env = {**SERVER_ENV, MARKER: str(data_dir)}
-        server = RunningServer(url, data_dir, env=env).start()
+        server = simulated_local_server(data_dir, env, database_url=url).start()
         deployment = Deployment(server, data_dir)
         try:
             response = deployment.client.post("/v1/llm/model-endpoints", json=seed_body())

@@ -16,7 +16,7 @@ import pytest
 
 from tests.builders import endpoint_body
 from tests.support.local_groups import cmdline, group_records, processes_with_env, wait_for
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, simulated_local_server
 
 KEY = "local-key-0123456789abcdef"
 MARKER = "LLM_LAUNCH_TEST_MARKER"
@@ -29,19 +29,11 @@ def sglang_body(**overrides: object) -> dict[str, object]:
 class Local:
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
-        self.env = {
-            "LLM_LAUNCH_API_KEYS": f"alice:{KEY}",
-            "LLM_LAUNCH_BACKEND": "local",
-            "LLM_LAUNCH_ENGINE_MODE": "simulated",
-            MARKER: str(data_dir),
-            **env,
-        }
+        self.env = {"LLM_LAUNCH_API_KEYS": f"alice:{KEY}", MARKER: str(data_dir), **env}
         self.server = self.start()
 
     def start(self) -> RunningServer:
-        self.server = RunningServer(
-            f"sqlite:///{self.data_dir / 'db.sqlite'}", self.data_dir, self.env
-        )
+        self.server = simulated_local_server(self.data_dir, self.env)
         self.client = httpx.Client(base_url=self.server.url, headers={"x-api-key": KEY}, timeout=60)
         return self.server.start()
 

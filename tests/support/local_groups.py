@@ -19,6 +19,14 @@ def group_records(data_dir: Path, endpoint_id: str) -> list[dict[str, Any]]:
     return groups
 
 
+def forwarder_url(data_dir: Path, endpoint_id: str, group: int = 0) -> str | None:
+    """The base URL of a group's forwarder, or None while the group is not recorded yet."""
+    records = group_records(data_dir, endpoint_id)
+    if len(records) <= group:
+        return None
+    return f"http://127.0.0.1:{records[group]['ports']['forwarder']}"
+
+
 def cmdline(pid: int) -> list[str] | None:
     """The argv of a live process, or None if it is gone (zombies count as gone)."""
     try:

@@ -74,3 +74,16 @@ class RunningServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+# The local backend with the simulated engine: processes here, no GPU needed.
+SIMULATED_LOCAL_ENV = {"LLM_LAUNCH_BACKEND": "local", "LLM_LAUNCH_ENGINE_MODE": "simulated"}
+
+
+def simulated_local_server(
+    data_dir: Path, env: Mapping[str, str], database_url: str | None = None
+) -> RunningServer:
+    """A (not yet started) server running endpoints as local simulated groups; SQLite in
+    `data_dir` unless `database_url` is given."""
+    url = database_url or f"sqlite:///{data_dir / 'db.sqlite'}"
+    return RunningServer(url, data_dir, {**SIMULATED_LOCAL_ENV, **env})

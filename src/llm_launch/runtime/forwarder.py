@@ -75,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[ForwarderConfig, argparse.Namespace]:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.ready_check_path is not None and not args.ready_check_path.startswith("/"):
-        build_parser().error("--ready-check-path must start with /")
+        parser.error("--ready-check-path must start with /")
     config = ForwarderConfig(
         engine_url=args.engine_url,
         engine_api=args.engine_api,
