@@ -167,13 +167,26 @@ class EndpointRuntime:
         ports = GroupPorts(allocated[0], allocated[1], tuple(allocated[2:]))
         log_dir = self.log_root / f"group-{index}"
         group = ProcessGroup(self.endpoint.id, index, self.endpoint.generation, ports, log_dir)
-        group.start(self.plan_for(self.endpoint, ports), self.base_env)
+        try:
+            group.start(self.plan_for(self.endpoint, ports), self.base_env)
+        except BaseException:
+            # Nothing records a group that never started: give its ports back now, or
+            # every retry leaks another set until no owner's group can get one.
+            self.ports.release(allocated)
+            raise
         return group  # the caller records it once it is in place
 
     def _start(self, group: ProcessGroup) -> None:
         """Restart a group with the plan it was created with (an adopted group, which
         carries none, is always of the current generation)."""
-        group.start(group.plan or self.plan_for(self.endpoint, group.ports), self.base_env)
+        try:
+            group.start(group.plan or self.plan_for(self.endpoint, group.ports), self.base_env)
+        except Exception as exc:
+            # Back off like a crash, so a group that cannot spawn is not retried every tick.
+            group.consecutive_failures += 1
+            group.last_exit = f"could not start: {type(exc).__name__}: {exc}"
+            group.next_start_at = time.monotonic() + backoff_s(group.consecutive_failures)
+            raise
         self.persist(self)
 
     def _remove(self, group: ProcessGroup) -> None:

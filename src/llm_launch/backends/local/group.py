@@ -90,12 +90,19 @@ class ProcessGroup:
         self.processes = []
         self.ready = False
         self.started_at = time.monotonic()
-        for name, argv, env in rank_commands(plan, self.ports):
-            rank = int(name.split("-")[1]) if name.startswith("rank-") else 0
-            process_env = {**base_env, **env, **self._lws_env(plan.nodes, rank)}
-            log_path = self.log_dir / f"{name}.log"
-            _mark_start(log_path, self.restarts, argv)
-            self.processes.append(LocalProcess.spawn(name, argv, process_env, log_path))
+        try:
+            for name, argv, env in rank_commands(plan, self.ports):
+                rank = int(name.split("-")[1]) if name.startswith("rank-") else 0
+                process_env = {**base_env, **env, **self._lws_env(plan.nodes, rank)}
+                log_path = self.log_dir / f"{name}.log"
+                _mark_start(log_path, self.restarts, argv)
+                self.processes.append(LocalProcess.spawn(name, argv, process_env, log_path))
+        except BaseException:
+            # A rank that cannot spawn (bad argv or environment, no such program) must not
+            # leave the ranks before it running: a group runs whole or not at all.
+            self.stop()
+            self.processes = []
+            raise
 
     def _lws_env(self, size: int, rank: int) -> dict[str, str]:
         return {
