@@ -5,75 +5,166 @@ endpoints, asks the backend to apply each one (idempotent), observes it, and rec
 status, reason and worker counts when they change. It also finishes deletes that a
 crash interrupted, and on its first pass lets the backend stop leftovers of endpoints
 that no longer exist.
+
+Endpoints are isolated from one another (many owners share a server): each is handled
+concurrently with the others, bounded by `endpoint_timeout_s`, and whatever goes wrong
+with one (any exception, or a backend that does not answer) is recorded in that
+endpoint's status while the pass goes on with the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from llm_launch.backends.base import Backend, Observation
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.status import EndpointStatus
+from llm_launch.services.deletes import DeletesInFlight
 from llm_launch.store.repository import EndpointRepository
 
 log = logging.getLogger("llm_launch.reconciler")
 
-# A delete still DELETE_IN_PROGRESS after this long was interrupted (the server died).
+# A delete still DELETE_IN_PROGRESS after this long, and not carried out by this process,
+# was interrupted (by a server that died after this one started, or on another replica);
+# a failed retry is tried again after as long.
 STALE_DELETE = timedelta(seconds=60)
+ENDPOINT_TIMEOUT_S = 30.0  # one endpoint's apply + observe; then UPDATE_FAILED, retried
+CONCURRENCY = 64  # endpoints handled at once in a pass
+MAX_REASON = 300  # characters of an unexpected error kept in status_reason
 
 
 class Reconciler:
     def __init__(
-        self, repository: EndpointRepository, backend: Backend, interval_s: float = 0.5
+        self,
+        repository: EndpointRepository,
+        backend: Backend,
+        interval_s: float = 0.5,
+        *,
+        endpoint_timeout_s: float = ENDPOINT_TIMEOUT_S,
+        deletes: DeletesInFlight | None = None,
     ) -> None:
         self.repository = repository
         self.backend = backend
         self.interval_s = interval_s
-        self._first_pass = True
+        self.endpoint_timeout_s = endpoint_timeout_s
+        self.deletes = deletes or DeletesInFlight()
+        self._garbage_collected = False
         self._known: dict[str, Endpoint] = {}  # the last pass's endpoints, by id
+        self._started_at = datetime.now(UTC)
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._delete_attempts: dict[str, float] = {}  # endpoint id -> monotonic time
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.reconcile_once()
-            except Exception:  # one bad pass must not stop reconciliation for good
-                log.exception("reconcile pass failed")
-            await asyncio.sleep(self.interval_s)
+        try:
+            while True:
+                try:
+                    await self.reconcile_once()
+                except Exception:  # one bad pass must not stop reconciliation for good
+                    log.exception("reconcile pass failed")
+                await asyncio.sleep(self.interval_s)
+        finally:
+            for task in list(self._background):
+                task.cancel()
 
     async def reconcile_once(self) -> None:
         endpoints = await self.repository.list_all(self._known)
         self._known = {e.id: e for e in endpoints}
-        if self._first_pass:
-            await self.backend.collect_garbage({e.id for e in endpoints})
-            self._first_pass = False
-        for endpoint in endpoints:
-            await self._reconcile(endpoint)
+        if not self._garbage_collected:
+            try:
+                await self.backend.collect_garbage({e.id for e in endpoints})
+                self._garbage_collected = True
+            except Exception:  # retried next pass; the endpoints still get reconciled
+                log.exception("garbage collection of deleted endpoints failed")
+        results = await asyncio.gather(
+            *(self._isolated(e) for e in endpoints), return_exceptions=True
+        )
+        for endpoint, result in zip(endpoints, results, strict=True):
+            if isinstance(result, BaseException):  # e.g. the database went away
+                log.error("endpoint %s: could not record its status: %r", endpoint.id, result)
 
-    async def _reconcile(self, endpoint: Endpoint) -> None:
-        if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
-            if datetime.now(UTC) - endpoint.last_updated_at > STALE_DELETE:
-                await self.backend.teardown(endpoint)
-                await self.repository.remove(endpoint.id)
-            return
+    async def _isolated(self, endpoint: Endpoint) -> None:
+        """Reconcile one endpoint; whatever it raises or however long it hangs stays its own."""
+        async with self._slots:
+            if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+                await self._finish_interrupted_delete(endpoint)
+                return
+            try:
+                observation = await asyncio.wait_for(self._apply(endpoint), self.endpoint_timeout_s)
+            except TimeoutError:
+                reason = (f"the {self.backend.name} backend did not answer within "
+                          f"{self.endpoint_timeout_s:g}s for this endpoint; retrying")  # fmt: skip
+                observation = _failed(endpoint, reason)
+            except Exception as exc:
+                log.exception("endpoint %s (%s) failed to reconcile", endpoint.name, endpoint.id)
+                observation = _failed(endpoint, _unexpected(self.backend.name, exc))
+            if _changed(endpoint, observation):
+                await self.repository.set_status(
+                    endpoint.id,
+                    observation.status,
+                    observation.reason,
+                    generation=endpoint.generation,
+                    available_workers=observation.available_workers,
+                    unavailable_workers=observation.unavailable_workers,
+                )
+
+    async def _apply(self, endpoint: Endpoint) -> Observation:
         try:
             await self.backend.apply(endpoint)
-            observation = await self.backend.observe(endpoint)
+            return await self.backend.observe(endpoint)
         except LaunchError as exc:
-            observation = Observation(
-                EndpointStatus.UPDATE_FAILED, exc.message, 0, endpoint.spec.min_workers
-            )
-        if _changed(endpoint, observation):
-            await self.repository.set_status(
-                endpoint.id,
-                observation.status,
-                observation.reason,
-                generation=endpoint.generation,
-                available_workers=observation.available_workers,
-                unavailable_workers=observation.unavailable_workers,
-            )
+            return _failed(endpoint, exc.message)
+
+    async def _finish_interrupted_delete(self, endpoint: Endpoint) -> None:
+        """Finish a delete nobody here is carrying out: at once if it began before this
+        server started (a restart interrupted it), else once it is STALE_DELETE old."""
+        if endpoint.id in self.deletes or not self._interrupted(endpoint):
+            return
+        if not self.deletes.claim(endpoint.id):
+            return
+        self._delete_attempts[endpoint.id] = time.monotonic()
+        task = asyncio.create_task(self._delete(endpoint), name=f"delete-{endpoint.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        # A slow teardown goes on in the background (still claimed) after the timeout.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), self.endpoint_timeout_s)
+
+    def _interrupted(self, endpoint: Endpoint) -> bool:
+        last_try = self._delete_attempts.get(endpoint.id)
+        if last_try is not None:
+            return time.monotonic() - last_try > STALE_DELETE.total_seconds()
+        if endpoint.last_updated_at < self._started_at:
+            return True
+        return datetime.now(UTC) - endpoint.last_updated_at > STALE_DELETE
+
+    async def _delete(self, endpoint: Endpoint) -> None:
+        try:
+            await self.backend.teardown(endpoint)
+            await self.repository.remove(endpoint.id)
+            self._delete_attempts.pop(endpoint.id, None)
+        except Exception:  # retried after STALE_DELETE; the endpoint stays DELETE_IN_PROGRESS
+            log.exception("finishing the delete of endpoint %s failed", endpoint.id)
+        finally:
+            self.deletes.release(endpoint.id)
+
+
+def _failed(endpoint: Endpoint, reason: str) -> Observation:
+    return Observation(EndpointStatus.UPDATE_FAILED, reason, 0, endpoint.spec.min_workers)
+
+
+def _unexpected(backend: str, exc: Exception) -> str:
+    """One line a user can act on; the traceback goes to the server log only."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())[:MAX_REASON]
+    return (
+        f"the {backend} backend failed on this endpoint ({text}); check its fields "
+        "(sizes, counts, engine_args) or ask the operator (details in the server log)"
+    )
 
 
 def _changed(endpoint: Endpoint, observation: Observation) -> bool:
