@@ -13,6 +13,7 @@ from llm_launch import __version__
 from llm_launch.api.errors import install_error_handlers
 from llm_launch.api.routers import endpoints, health, inference
 from llm_launch.backends.base import Backend
+from llm_launch.services.deletes import DeletesInFlight
 from llm_launch.services.endpoints import EndpointService
 from llm_launch.services.inference import InferenceRouter
 from llm_launch.services.reconciler import Reconciler
@@ -53,13 +54,23 @@ def create_app(
         engine = open_database(settings.database_url)
         repository = EndpointRepository(engine)
         backend = backend_factory(settings)
-        app.state.endpoints = EndpointService(repository, settings.catalog, backend)
+        deletes = DeletesInFlight()  # the service and the reconciler share who deletes what
+        app.state.endpoints = EndpointService(
+            repository,
+            settings.catalog,
+            backend,
+            deletes,
+            quotas=settings.quotas,
+            checkpoint_roots=settings.checkpoint_roots,
+        )
         app.state.inference = InferenceRouter(
             repository, backend, timeout_s=settings.inference_timeout_s
         )
         reconciling = None
         if backend is not None:
-            reconciler = Reconciler(repository, backend, settings.reconcile_interval_s)
+            reconciler = Reconciler(
+                repository, backend, settings.reconcile_interval_s, deletes=deletes
+            )
             reconciling = asyncio.create_task(reconciler.run_forever(), name="reconciler")
         try:
             yield

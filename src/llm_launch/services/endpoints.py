@@ -1,21 +1,28 @@
 """Endpoint use cases, called by the API routers: validate, persist, hand work to a backend.
 
 Create and update only record the new spec (status UPDATE_PENDING); the reconciler
-makes a backend carry it out. Delete tears down through the backend before the
-record goes, so a failed teardown never leaves processes or objects without a row.
+makes a backend carry it out. Both refuse a local checkpoint outside the configured
+checkpoint roots (`domain/checkpoints.py`), and a spec that takes its owner past a quota
+(`domain/quotas.py`, checked by the store atomically with the write). Delete tears down
+through the backend before the record goes, so a failed teardown never leaves processes or
+objects without a row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 from llm_launch.backends.base import Backend
+from llm_launch.config.quotas import QuotaBook
+from llm_launch.domain.checkpoints import checkpoint_root_problem
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import Conflict, InvalidRequest, LaunchError, NotFound, UpstreamFailed
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.spec import EndpointSpec, apply_update, build_spec
 from llm_launch.domain.status import EndpointStatus
+from llm_launch.services.deletes import DeletesInFlight
 from llm_launch.store.repository import EndpointRepository
 
 
@@ -25,16 +32,24 @@ class EndpointService:
         repository: EndpointRepository,
         catalog: HardwareCatalog,
         backend: Backend | None = None,
+        deletes: DeletesInFlight | None = None,
+        *,
+        quotas: QuotaBook | None = None,
+        checkpoint_roots: Sequence[PurePosixPath] = (),
     ) -> None:
         self.repository = repository
         self.catalog = catalog
         self.backend = backend
+        self.quotas = quotas or QuotaBook()  # the server-wide defaults
+        self.checkpoint_roots = tuple(checkpoint_roots)
+        # Shared with the reconciler, which finishes only deletes nobody here carries out.
+        self.deletes = deletes or DeletesInFlight()
 
     async def create(self, owner: str, fields: Mapping[str, Any]) -> tuple[Endpoint, str]:
         """Validate and store a new endpoint; returns it and its creation task id."""
         spec = build_spec(fields, self.catalog)
-        self._check_backend(spec)
-        return await self.repository.create(owner, spec)
+        self._check_runnable(spec)
+        return await self.repository.create(owner, spec, self.quotas.for_owner(owner))
 
     async def get(self, owner: str, name: str) -> Endpoint:
         return await self.repository.get(owner, name)
@@ -49,11 +64,17 @@ class EndpointService:
         if current.status is EndpointStatus.DELETE_IN_PROGRESS:
             raise Conflict(f"endpoint {name!r} is being deleted and cannot be updated")
         spec = apply_update(current.spec, changes, self.catalog)
-        self._check_backend(spec)
-        return await self.repository.update_spec(current, spec)
+        self._check_runnable(spec)
+        return await self.repository.update_spec(current, spec, self.quotas.for_owner(owner))
 
-    def _check_backend(self, spec: EndpointSpec) -> None:
-        if self.backend is not None and (errors := self.backend.check(spec)):
+    def _check_runnable(self, spec: EndpointSpec) -> None:
+        """The rules of this server rather than of the spec: checkpoint roots, the backend."""
+        errors = []
+        if problem := checkpoint_root_problem(spec.checkpoint_path, self.checkpoint_roots):
+            errors.append(problem)
+        if self.backend is not None:
+            errors += self.backend.check(spec)
+        if errors:
             raise InvalidRequest(errors)
 
     async def logs(self, owner: str, name: str, group: int, process: str, tail: int) -> str:
@@ -63,8 +84,21 @@ class EndpointService:
         return await self.backend.logs(endpoint, group, process, tail)
 
     async def delete(self, owner: str, name: str) -> None:
-        """Tear the endpoint down and remove its record. Safe to repeat after a failure."""
+        """Tear the endpoint down and remove its record. Safe to repeat after a failure.
+
+        One delete per endpoint at a time: a concurrent one is a 409 ("already being
+        deleted"), and one that arrives after the record is gone a 404.
+        """
         endpoint = await self.repository.get(owner, name)
+        if not self.deletes.claim(endpoint.id):
+            raise Conflict(f"endpoint {name!r} is already being deleted")
+        try:
+            await self._delete(endpoint)
+        finally:
+            self.deletes.release(endpoint.id)
+
+    async def _delete(self, endpoint: Endpoint) -> None:
+        name = endpoint.name
         operation_id = await self.repository.mark_deleting(endpoint)
         if self.backend is not None:
             try:
@@ -78,4 +112,6 @@ class EndpointService:
                 raise UpstreamFailed(
                     f"could not tear down endpoint {name!r}: {exc.message}"
                 ) from exc
-        await self.repository.remove(endpoint.id, operation_id)
+        if not await self.repository.remove(endpoint.id, operation_id):
+            # Another server (replica, or the reconciler of one) finished it first.
+            raise NotFound(f"no endpoint named {name!r}")

@@ -7,6 +7,7 @@ transaction, and owner scoping happens here so no caller can forget it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -14,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import Conflict, NotFound
+from llm_launch.domain.errors import Conflict, NotFound, QuotaExceeded
+from llm_launch.domain.quotas import Quota, Usage, quota_problems
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.store.tables import EndpointRow, OperationRow
@@ -64,6 +66,7 @@ def _same_state(endpoint: Endpoint, state: Any) -> bool:
 class EndpointRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._dialect = engine.dialect.name
 
     async def ping(self) -> str | None:
         """None when the database answers; otherwise why it does not."""
@@ -74,8 +77,14 @@ class EndpointRepository:
             return f"database unavailable: {type(exc).__name__}"
         return None
 
-    async def create(self, owner: str, spec: EndpointSpec) -> tuple[Endpoint, str]:
-        """Insert the endpoint and its `create` operation; Conflict if the owner has the name."""
+    async def create(
+        self, owner: str, spec: EndpointSpec, quota: Quota | None = None
+    ) -> tuple[Endpoint, str]:
+        """Insert the endpoint and its `create` operation; Conflict if the owner has the name.
+
+        With `quota`, QuotaExceeded if the owner's endpoints and this one would exceed it;
+        the check and the insert are one transaction under the owner's quota lock.
+        """
         now = _now()
         row = EndpointRow(
             id=_new_id("end"),
@@ -93,6 +102,8 @@ class EndpointRepository:
         operation = self._operation(row, "create", now)
         try:
             async with self._sessions.begin() as session:
+                if quota is not None:
+                    await self._admit(session, owner, spec, quota)
                 session.add_all([row, operation])
         except IntegrityError as exc:
             raise Conflict(f"an endpoint named {spec.name!r} already exists") from exc
@@ -165,8 +176,14 @@ class EndpointRepository:
             )
         return endpoints
 
-    async def update_spec(self, current: Endpoint, spec: EndpointSpec) -> tuple[Endpoint, str]:
-        """Store a new spec if nobody changed the endpoint since `current` was read."""
+    async def update_spec(
+        self, current: Endpoint, spec: EndpointSpec, quota: Quota | None = None
+    ) -> tuple[Endpoint, str]:
+        """Store a new spec if nobody changed the endpoint since `current` was read.
+
+        With `quota`, QuotaExceeded if the new spec takes the owner past it (the endpoint's
+        own current usage counted out), checked under the owner's quota lock as in `create`.
+        """
         now = _now()
         values = {
             "spec": spec.to_dict(),
@@ -176,6 +193,8 @@ class EndpointRepository:
             "last_updated_at": now,
         }
         async with self._sessions.begin() as session:
+            if quota is not None:
+                await self._admit(session, current.owner, spec, quota, replacing=current)
             changed = await session.execute(
                 update(EndpointRow)
                 .where(EndpointRow.id == current.id, EndpointRow.generation == current.generation)
@@ -221,29 +240,77 @@ class EndpointRepository:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def mark_deleting(self, endpoint: Endpoint) -> str:
-        """Set DELETE_IN_PROGRESS and record the delete operation; returns its id."""
+        """Set DELETE_IN_PROGRESS and record the delete operation; returns its id.
+
+        NotFound if the row is gone (another delete removed it): one conditional UPDATE,
+        so a concurrent delete is a clean 404 rather than an ORM StaleDataError.
+        """
         now = _now()
         async with self._sessions.begin() as session:
-            row = await session.get(EndpointRow, endpoint.id)
-            if row is None:
+            changed = await session.execute(
+                update(EndpointRow)
+                .where(EndpointRow.id == endpoint.id)
+                .values(
+                    status=EndpointStatus.DELETE_IN_PROGRESS.value,
+                    status_reason="deleting",
+                    last_updated_at=now,
+                )
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
                 raise NotFound(f"no endpoint named {endpoint.name!r}")
-            row.status = EndpointStatus.DELETE_IN_PROGRESS.value
-            row.status_reason = "deleting"
-            row.last_updated_at = now
+            row = await session.get_one(EndpointRow, endpoint.id, populate_existing=True)
             operation = self._operation(row, "delete", now)
             session.add(operation)
         return operation.id
 
-    async def remove(self, endpoint_id: str, operation_id: str | None = None) -> None:
-        """Delete the endpoint row, and close its delete operation."""
+    async def remove(self, endpoint_id: str, operation_id: str | None = None) -> bool:
+        """Delete the endpoint row and close its delete operation; False if another
+        delete removed the row first (then the operation is left as it was)."""
         async with self._sessions.begin() as session:
-            await session.execute(delete(EndpointRow).where(EndpointRow.id == endpoint_id))
+            removed = await session.execute(
+                delete(EndpointRow).where(EndpointRow.id == endpoint_id)
+            )
+            if not removed.rowcount:  # type: ignore[attr-defined]
+                return False
             if operation_id is not None:
                 await session.execute(
                     update(OperationRow)
                     .where(OperationRow.id == operation_id)
                     .values(state="done", finished_at=_now())
                 )
+        return True
+
+    async def _admit(
+        self,
+        session: AsyncSession,
+        owner: str,
+        spec: EndpointSpec,
+        quota: Quota,
+        replacing: Endpoint | None = None,
+    ) -> None:
+        """Raise QuotaExceeded unless `spec` fits `owner`'s quota. Must be the first statement
+        of a write transaction, so no concurrent create or update of the owner reads between
+        this check and the write."""
+        await self._lock_owner(session, owner)
+        query = select(EndpointRow.spec).where(EndpointRow.owner == owner)
+        if replacing is not None:
+            query = query.where(EndpointRow.id != replacing.id)
+        in_use = Usage.total(EndpointSpec.from_dict(s) for s in (await session.scalars(query)))
+        before = replacing.spec if replacing is not None else None
+        if problems := quota_problems(owner, quota, in_use, spec, replacing=before):
+            raise QuotaExceeded(problems)
+
+    async def _lock_owner(self, session: AsyncSession, owner: str) -> None:
+        """Serialize quota checks per owner until the transaction ends."""
+        if self._dialect == "postgresql":
+            # A transaction-scoped advisory lock: other owners never wait on it.
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _owner_lock_key(owner)}
+            )
+        elif self._dialect == "sqlite":
+            # pysqlite begins a transaction only before the first write, so the usage read
+            # would run outside it; BEGIN IMMEDIATE takes the (single) writer lock first.
+            await session.execute(text("BEGIN IMMEDIATE"))
 
     @staticmethod
     def _operation(row: EndpointRow, kind: str, now: datetime) -> OperationRow:
@@ -258,3 +325,9 @@ class EndpointRepository:
             created_at=now,
             finished_at=None,
         )
+
+
+def _owner_lock_key(owner: str) -> int:
+    """A stable signed 64-bit advisory-lock key for `owner`'s quota."""
+    digest = hashlib.sha256(f"llm-launch.quota:{owner}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
