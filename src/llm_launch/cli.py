@@ -18,6 +18,11 @@ from rich.table import Table
 from llm_launch.client import ApiError, LaunchClient
 from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
 from llm_launch.config.loader import CatalogError, load_hardware_catalog
+from llm_launch.http_timeouts import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    header_timeout_protocol,
+)
 from llm_launch.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_data_dir, is_loopback
 from llm_launch.store.database import default_sqlite_url
 
@@ -96,6 +101,31 @@ def serve(
             help="seconds to wait for an answer to start, or between streamed chunks (504 after)",
         ),
     ] = 600.0,
+    max_request_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="LLM_LAUNCH_MAX_REQUEST_BYTES",
+            min=1,
+            help="largest request body accepted; a larger one is a 413 and is not read",
+        ),
+    ] = 1024 * 1024,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LLM_LAUNCH_HEADER_TIMEOUT_S",
+            min=0.1,
+            help="seconds a client has to send a request's line and headers (from connecting, "
+            "or from the first byte of a further request); the connection is closed after",
+        ),
+    ] = DEFAULT_HEADER_TIMEOUT_S,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(
+            envvar="LLM_LAUNCH_KEEP_ALIVE_TIMEOUT_S",
+            min=1,
+            help="seconds an idle kept-alive connection stays open",
+        ),
+    ] = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
     log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
@@ -133,6 +163,9 @@ def serve(
         kubernetes_control_plane_id=kubernetes_control_plane_id,
         kubeconfig=kubeconfig,
         inference_timeout_s=inference_timeout,
+        max_request_bytes=max_request_bytes,
+        header_timeout_s=header_timeout,
+        keep_alive_timeout_s=keep_alive_timeout,
         local_ports=(int(first), int(last)),
     )
     mode = (
@@ -141,7 +174,14 @@ def serve(
         else "single local owner, no API keys"
     )
     errors.print(f"llm-launch serving on http://{host}:{port} ({mode})", highlight=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=header_timeout_protocol(settings.header_timeout_s),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+    )
 
 
 ServerUrl = Annotated[str, typer.Option("--url", envvar="LLM_LAUNCH_URL", help="Server URL.")]

@@ -33,6 +33,9 @@ class Settings:
     local_ports: tuple[int, int] = (20000, 29999)  # local backend: ports its groups may use
     reconcile_interval_s: float = 0.5
     inference_timeout_s: float = 600.0  # wait for an answer to start, or between chunks
+    max_request_bytes: int = 1024 * 1024  # a larger request body is a 413, never read whole
+    header_timeout_s: float = 10.0  # a request head not complete in this time: closed
+    keep_alive_timeout_s: int = 5  # an idle kept-alive connection: closed after this
     kubernetes_namespace: str = "default"
     kubernetes_control_plane_id: str = "default"  # unique per installation sharing a namespace
     kubeconfig: str | None = None  # None: $KUBECONFIG, in-cluster, then ~/.kube/config

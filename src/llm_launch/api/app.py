@@ -11,6 +11,8 @@ from fastapi import FastAPI
 
 from llm_launch import __version__
 from llm_launch.api.errors import install_error_handlers
+from llm_launch.api.guard import RequestGuard
+from llm_launch.api.openapi import install_security
 from llm_launch.api.routers import endpoints, health, inference
 from llm_launch.backends.base import Backend
 from llm_launch.services.deletes import DeletesInFlight
@@ -92,6 +94,11 @@ def create_app(
     )
     app.state.api_keys = settings.api_keys
     install_error_handlers(app)
+    install_security(app)
+    # Outermost of the app's own middleware: authenticate, then read a bounded body.
+    app.add_middleware(
+        RequestGuard, keys=settings.api_keys, max_body_bytes=settings.max_request_bytes
+    )
     app.include_router(health.router)
     app.include_router(endpoints.router)
     app.include_router(inference.router)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_launch.domain.errors import (
     Conflict,
@@ -36,12 +37,45 @@ def error_body(message: str, errors: Sequence[FieldError] = ()) -> dict[str, Any
     return {"detail": message, "errors": [{"field": e.field, "message": e.message} for e in errors]}
 
 
+def unauthenticated_headers() -> dict[str, str]:
+    """The challenge a 401 carries: the ways a key may be sent."""
+    return {"WWW-Authenticate": 'Basic realm="llm-launch", Bearer'}
+
+
 def _launch_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LaunchError)
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
     errors = exc.errors if isinstance(exc, InvalidRequest) else []
-    headers = {"WWW-Authenticate": 'Basic realm="llm-launch", Bearer'} if status == 401 else None
+    headers = unauthenticated_headers() if status == 401 else None
     return JSONResponse(error_body(exc.message, errors), status_code=status, headers=headers)
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own refusals (no such route, wrong method, a body that
+    json.loads cannot read) in our shape: `detail` and `errors`."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI turns whatever json.loads raised (other than a plain syntax error, which
+        # is a RequestValidationError) into "There was an error parsing the body".
+        problem = FieldError("body", _unparsable(exc.__cause__))
+        message = f"invalid request: {problem}"
+    else:
+        problem = FieldError(_HTTP_ERROR_FIELDS.get(exc.status_code, "request"), str(exc.detail))
+        message = str(exc.detail)
+    return JSONResponse(
+        error_body(message, [problem]), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+_HTTP_ERROR_FIELDS = {404: "path", 405: "method"}
+
+
+def _unparsable(cause: BaseException | None) -> str:
+    if isinstance(cause, RecursionError):
+        return "is not valid JSON: nested too deeply"
+    if isinstance(cause, UnicodeError):
+        return "is not valid JSON: not UTF-8 text"
+    return "is not valid JSON"
 
 
 def _describe(error: Any) -> FieldError:
@@ -89,3 +123,4 @@ def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LaunchError, _launch_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

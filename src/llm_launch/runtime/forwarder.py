@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from llm_launch.http_timeouts import DEFAULT_HEADER_TIMEOUT_S, header_timeout_protocol
 from llm_launch.runtime.forwarder_app import ForwarderConfig, create_app
 from llm_launch.runtime.forwarder_engines import ENGINE_APIS
 from llm_launch.runtime.network import auto_listen_host
@@ -113,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, closing a connection whose request head is not in within the timeout
+        http=header_timeout_protocol(DEFAULT_HEADER_TIMEOUT_S),
         lifespan="on",
         access_log=False,
         proxy_headers=False,

@@ -1,0 +1,86 @@
+"""A header-read timeout for uvicorn, which has none of its own.
+
+Used by both HTTP servers of llm-launch: the control plane (`llm-launch serve`, see
+`cli.serve`) and the forwarder beside each engine (`runtime.forwarder`). Without it a
+client that sends its request head one byte at a time, or opens a connection and sends
+nothing, holds that connection (and its file descriptor) for ever: uvicorn's keep-alive
+timeout only runs between requests and is disarmed by the first byte of the next one.
+
+`header_timeout_protocol(seconds)` returns uvicorn's httptools protocol with a deadline:
+from the moment a connection opens, and from the first byte of each further request on
+it, the request head (request line and headers) must be complete within `seconds`, or
+the connection is closed. What happens after the head (reading the body, the app's own
+time) is not limited here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT_S",
+    "DEFAULT_KEEP_ALIVE_TIMEOUT_S",
+    "HeaderTimeoutProtocol",
+    "header_timeout_protocol",
+]
+
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 5  # uvicorn's own default; whole seconds, as uvicorn takes it
+
+log = logging.getLogger("llm_launch.http")
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing connections whose request head is late."""
+
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+    # httptools parser callbacks: a request begins with its first byte; its head ends
+    # when the headers are complete (the body, if any, follows).
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_deadline is None:
+            self._arm_head_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_head_deadline()
+        super().on_headers_complete()
+
+    def _arm_head_deadline(self) -> None:
+        self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_too_late)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_late(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            log.debug(
+                "closing a connection whose request head took over %ss", self.header_timeout_s
+            )
+            self.transport.close()
+
+
+def header_timeout_protocol(header_timeout_s: float) -> type[HeaderTimeoutProtocol]:
+    """The protocol class to pass as uvicorn's `http=`, with this header timeout."""
+    if header_timeout_s <= 0:
+        raise ValueError(f"the header timeout must be positive, got {header_timeout_s}")
+    return type(
+        "HeaderTimeoutProtocol",
+        (HeaderTimeoutProtocol,),
+        {"header_timeout_s": float(header_timeout_s)},
+    )
