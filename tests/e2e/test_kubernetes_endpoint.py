@@ -14,9 +14,10 @@ from tests.builders import seed_body
 from tests.fakes.kube_api import FakeKubeApi, lws_pod, unschedulable
 from tests.support.local_groups import wait_for
 from tests.support.server import RunningServer
+from tests.unit.kubernetes import k8s_name
 
 KEY = "kube-key-0123456789abcdef"
-LWS = "llm-deepseek-r1"
+LWS = k8s_name("deepseek-r1")  # alice's
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_the_runbook_endpoint_runs_as_a_leaderworkerset_whose_pods_drive_its_sta
 ) -> None:
     assert client.post("/v1/llm/model-endpoints", json=seed_body()).status_code == 200
     endpoint = wait_for(
-        client, "deepseek-r1", lambda e: "llm-deepseek-r1-leader" in kube_api.names("services")
+        client, "deepseek-r1", lambda e: f"{LWS}-leader" in kube_api.names("services")
     )
     lws = kube_api.get("leaderworkersets", LWS)
     assert lws is not None
@@ -78,7 +79,7 @@ def test_the_runbook_endpoint_runs_as_a_leaderworkerset_whose_pods_drive_its_sta
 
     assert client.delete("/v1/llm/model-endpoints/deepseek-r1").json() == {"deleted": True}
     assert kube_api.get("leaderworkersets", LWS) is None
-    assert "llm-deepseek-r1-leader" not in kube_api.names("services")
+    assert f"{LWS}-leader" not in kube_api.names("services")
 
 
 def test_scale_to_zero_is_refused_by_the_kubernetes_backend_and_nothing_is_created(

@@ -49,7 +49,7 @@ def test_the_ip_family_and_image_repository_options_reach_the_objects(tmp_path: 
     assert result.returncode == 0, result.stderr
     deployment, service, hpa = yaml.safe_load_all(result.stdout)
     assert service["spec"]["ipFamilies"] == ["IPv6"]
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "llm-chat"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example.com/vllm:v0.11.0"
 

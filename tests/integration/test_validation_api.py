@@ -53,15 +53,15 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str]] = [
     ("name ending in a dash", {"name": "endpoint-"}, "name", "DNS-1123"),
     (
         "name too long for a LeaderWorkerSet",
-        {**seed_body(), "name": "a" * 48, "max_workers": 1},
+        {**seed_body(), "name": "a" * 41, "max_workers": 1},
         "name",
-        "at most 47",
+        "at most 40",
     ),
     (
         "name too long for many replicas",
         {**seed_body(), "name": "a" * 40, "max_workers": 100},
         "name",
-        "at most 37",
+        "at most 30",
     ),
     ("label key invalid", {"labels": {"bad key": "x"}}, "labels.bad key", "label key"),
     ("label value invalid", {"labels": {"team": "-x-"}}, "labels.team", "label value"),
@@ -163,7 +163,7 @@ def test_a_body_that_is_not_json_is_422(alice: httpx.Client) -> None:
 @pytest.mark.parametrize(
     "overrides",
     [
-        pytest.param({"name": "a" * 47, "max_workers": 1}, id="longest LWS name"),
+        pytest.param({"name": "a" * 40, "max_workers": 1}, id="longest LWS name"),
         pytest.param(
             {
                 "gpus": 0,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
-# Every Kubernetes object derived from an endpoint is named K8S_NAME_PREFIX + endpoint name.
+# Every Kubernetes object derived from an endpoint is named
+# K8S_NAME_PREFIX + endpoint name + "-" + a suffix of OWNER_SUFFIX_LENGTH characters that
+# hashes the owner (and name), so that two owners' endpoints of one name get different objects.
 K8S_NAME_PREFIX = "llm-"
+OWNER_SUFFIX_LENGTH = 6
 # Label keys under this prefix are written by llm-launch; users may not set them.
 RESERVED_LABEL_PREFIX = "llm-launch.io"
 
@@ -23,11 +26,12 @@ def max_name_length(*, nodes_per_worker: int, max_workers: int) -> int:
 
     A LeaderWorkerSet name may have at most 51 - int(replicas / 10) characters (its
     pods are named `<lws>-<group>-<index>` and must stay valid DNS labels); the
-    objects also carry our prefix.
+    objects also carry our prefix and the owner suffix (`llm-<name>-<suffix>`).
     """
+    taken = len(K8S_NAME_PREFIX) + 1 + OWNER_SUFFIX_LENGTH
     if nodes_per_worker > 1:
-        return 51 - max_workers // 10 - len(K8S_NAME_PREFIX)
-    return _SINGLE_NODE_LIMIT - len(K8S_NAME_PREFIX)
+        return 51 - max_workers // 10 - taken
+    return _SINGLE_NODE_LIMIT - taken
 
 
 def dns1123_label_problem(value: str) -> str | None:
@@ -36,7 +40,7 @@ def dns1123_label_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value) > 63:
         return f"must be at most 63 characters (got {len(value)})"
-    if not _DNS1123_LABEL.match(value):
+    if not _DNS1123_LABEL.fullmatch(value):
         return (
             "must be a DNS-1123 label: lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
@@ -50,11 +54,11 @@ def label_key_problem(key: str) -> str | None:
     if "/" in prefix:
         return "a label key has at most one '/'"
     if prefix:
-        if len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix):
+        if len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix):
             return f"label key prefix {prefix!r} must be a DNS-1123 subdomain"
         if prefix == RESERVED_LABEL_PREFIX or prefix.endswith("." + RESERVED_LABEL_PREFIX):
             return f"label key prefix {prefix!r} is reserved for llm-launch"
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+    if not name or len(name) > 63 or not _LABEL_NAME.fullmatch(name):
         return (
             "label key name must be 1-63 characters of letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit"
@@ -66,7 +70,7 @@ def label_value_problem(value: str) -> str | None:
     """Why `value` is not a valid Kubernetes label value, or None."""
     if value == "":
         return None
-    if len(value) > 63 or not _LABEL_NAME.match(value):
+    if len(value) > 63 or not _LABEL_NAME.fullmatch(value):
         return (
             "label value must be at most 63 characters of letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit"

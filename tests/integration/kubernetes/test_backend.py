@@ -16,8 +16,10 @@ from llm_launch.domain.status import EndpointStatus
 from tests.builders import endpoint_body, seed_body
 from tests.fakes.kube_api import FakeKubeApi, Request, lws_pod, pod, running, unschedulable, waiting
 from tests.integration.kubernetes.conftest import an_endpoint, eventually
+from tests.unit.kubernetes import k8s_name
 
-LWS = "llm-deepseek-r1"
+LWS = k8s_name("deepseek-r1")
+CHAT = k8s_name("chat")
 GPU_MESSAGE = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
 
 
@@ -123,13 +125,13 @@ class TestObservedStatus:
         waiting_for = await eventually(
             lambda: backend.observe(endpoint), lambda s: "leader" in (s.reason or "")
         )
-        assert "group 0: waiting for the leader llm-deepseek-r1-0" in (waiting_for.reason or "")
+        assert f"group 0: waiting for the leader {LWS}-0" in (waiting_for.reason or "")
         assert backend.targets(endpoint) == []
         put_group(kube_api, endpoint, 0, ready=True)
         controller_reports(kube_api, ready=1)
         ready = await observed(backend, endpoint, EndpointStatus.READY)
         assert (ready.available_workers, ready.unavailable_workers) == (1, 0)
-        assert backend.targets(endpoint) == ["http://llm-deepseek-r1-leader.default.svc"]
+        assert backend.targets(endpoint) == [f"http://{LWS}-leader.default.svc"]
 
     async def test_a_failing_watch_is_said_in_the_reason_until_it_recovers(
         self, backend: KubernetesBackend, kube_api: FakeKubeApi
@@ -212,9 +214,7 @@ class TestObservedStatus:
         kube_api.set_log(f"{LWS}-0", "engine", log, previous=True)
         failed = await observed(backend, endpoint, EndpointStatus.UPDATE_FAILED)
         reason = failed.reason or ""
-        assert (
-            "container engine of pod llm-deepseek-r1-0 (group 0, leader) keeps crashing" in reason
-        )
+        assert f"container engine of pod {LWS}-0 (group 0, leader) keeps crashing" in reason
         assert reason.endswith("last log lines:\n  line 3\n  line 4\n  line 5\n  line 6\n"
                                "  RuntimeError: NCCL error: unhandled system error")  # fmt: skip
         log_reads = [r for r in kube_api.requests if "container" in r.query]
@@ -240,7 +240,7 @@ class TestObservedStatus:
             put_group(kube_api, endpoint, 0)
         failed = await observed(backend, endpoint, EndpointStatus.UPDATE_FAILED)
         assert "group 0 was recreated 3 times after a pod failed" in (failed.reason or "")
-        assert "llm-deepseek-r1-0-1 exited with code 137 (OOMKilled" in (failed.reason or "")
+        assert f"{LWS}-0-1 exited with code 137 (OOMKilled" in (failed.reason or "")
 
     async def test_a_single_node_endpoint_runs_as_a_deployment(
         self, backend: KubernetesBackend, kube_api: FakeKubeApi
@@ -249,20 +249,20 @@ class TestObservedStatus:
             endpoint_body(name="chat", min_workers=1, max_workers=1), endpoint_id="ep-one"
         )
         await backend.apply(endpoint)
-        assert kube_api.names("deployments") == kube_api.names("services") == ["llm-chat"]
-        deployment = kube_api.get("deployments", "llm-chat")
+        assert kube_api.names("deployments") == kube_api.names("services") == [CHAT]
+        deployment = kube_api.get("deployments", CHAT)
         assert deployment is not None
         status = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
-        kube_api.set_status("deployments", "llm-chat", status)
+        kube_api.set_status("deployments", CHAT, status)
         labels = {
             "app.kubernetes.io/managed-by": "llm-launch",
             "llm-launch.io/endpoint-id": endpoint.id,
         }
-        kube_api.put("pods", pod("llm-chat-7d9f-x2x", labels, ready=True))
+        kube_api.put("pods", pod(f"{CHAT}-7d9f-x2x", labels, ready=True))
         await observed(backend, endpoint, EndpointStatus.READY)
-        kube_api.set_log("llm-chat-7d9f-x2x", "engine", "serving\n")
+        kube_api.set_log(f"{CHAT}-7d9f-x2x", "engine", "serving\n")
         assert await backend.logs(endpoint, 0, "rank-0", 10) == "serving\n"
-        assert backend.targets(endpoint) == ["http://llm-chat.default.svc"]
+        assert backend.targets(endpoint) == [f"http://{CHAT}.default.svc"]
 
 
 class TestLogsAndTeardown:
@@ -302,7 +302,7 @@ class TestLogsAndTeardown:
         await backend.apply(an_endpoint(endpoint_body(name="chat"), endpoint_id="ep-live"))
         await backend.collect_garbage({"ep-live"})
         await eventually(lambda: _names(kube_api, "leaderworkersets"), lambda names: names == [])
-        assert kube_api.names("deployments") == ["llm-chat"]
+        assert kube_api.names("deployments") == [CHAT]
 
 
 async def _names(kube_api: FakeKubeApi, plural: str) -> list[str]:

@@ -9,10 +9,10 @@ from llm_launch.domain.names import (
 
 
 def test_multinode_names_leave_room_for_the_prefix_within_the_lws_limit() -> None:
-    assert max_name_length(nodes_per_worker=2, max_workers=1) == 47
-    assert max_name_length(nodes_per_worker=2, max_workers=10) == 46
-    assert max_name_length(nodes_per_worker=2, max_workers=99) == 38
-    assert max_name_length(nodes_per_worker=1, max_workers=99) == 59
+    assert max_name_length(nodes_per_worker=2, max_workers=1) == 40
+    assert max_name_length(nodes_per_worker=2, max_workers=10) == 39
+    assert max_name_length(nodes_per_worker=2, max_workers=99) == 31
+    assert max_name_length(nodes_per_worker=1, max_workers=99) == 52
 
 
 @pytest.mark.parametrize("name", ["a", "deepseek-r1", "x" * 63, "0abc"])

@@ -1,8 +1,9 @@
 """Tests of the Kubernetes rendering, and the builders they share.
 
 `an_endpoint(body)` turns a request body (tests/builders.py) into a stored Endpoint with a
-fixed id, owner and generation; `rendered(body, **config)` renders it; `CASES` are the
-bodies every rendered object is validated for (test_render_schemas.py).
+fixed id, owner and generation; `rendered(body, **config)` renders it; `k8s_name(name)` is
+the object name of OWNER's endpoint `name`; `CASES` are the bodies every rendered object is
+validated for (test_render_schemas.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.render import render_endpoint
+from llm_launch.backends.kubernetes.render_names import owner_suffix
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.spec import build_spec
@@ -42,6 +44,11 @@ def an_endpoint(
         created_at=_CREATED,
         last_updated_at=_CREATED,
     )
+
+
+def k8s_name(name: str, owner: str = OWNER) -> str:
+    """`llm-<name>-<owner suffix>`: the workload's name for `owner`'s endpoint `name`."""
+    return f"llm-{name}-{owner_suffix(owner, name)}"
 
 
 def a_config(**overrides: Any) -> KubernetesConfig:

@@ -37,6 +37,7 @@ from tests.unit.kubernetes import (
     a_config,
     an_endpoint,
     by_kind,
+    k8s_name,
     multinode_vllm,
     rendered,
     single_node_sglang,
@@ -310,7 +311,7 @@ class TestServices:
         objects = by_kind(rendered(seed_body()))
         selector = objects["Service"]["spec"]["selector"]
         assert selector == {
-            LWS_NAME_LABEL: "llm-deepseek-r1",
+            LWS_NAME_LABEL: k8s_name("deepseek-r1"),
             "leaderworkerset.sigs.k8s.io/worker-index": "0",
             LABEL_ENDPOINT_ID: ENDPOINT_ID,
         }
@@ -323,13 +324,13 @@ class TestServices:
     ) -> None:
         objects = by_kind(rendered(seed_body()))
         service, workload = objects["Service"]["metadata"], objects["LeaderWorkerSet"]["metadata"]
-        assert service["name"] == "llm-deepseek-r1-leader"
+        assert service["name"] == k8s_name("deepseek-r1") + "-leader"
         assert service["name"] != workload["name"]
 
     def test_the_single_node_service_selects_the_deployments_pods(self) -> None:
         objects = by_kind(rendered(single_node_sglang()))
         service, workload = objects["Service"], objects["Deployment"]
-        assert service["metadata"]["name"] == "llm-chat-sglang"
+        assert service["metadata"]["name"] == k8s_name("chat-sglang")
         assert service["spec"]["selector"] == workload["spec"]["selector"]["matchLabels"]
         labels = workload["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items()
@@ -344,8 +345,9 @@ class TestServices:
 
     def test_the_service_url_names_the_service(self) -> None:
         spec = build_spec(seed_body(), CATALOG)
-        assert service_name(spec) == "llm-deepseek-r1-leader"
-        assert service_url(spec, "inference") == "http://llm-deepseek-r1-leader.inference.svc"
+        name = k8s_name("deepseek-r1") + "-leader"
+        assert service_name(OWNER, spec) == name
+        assert service_url(OWNER, spec, "inference") == f"http://{name}.inference.svc"
 
 
 class TestSingleNode:
@@ -369,7 +371,7 @@ class TestAutoscaling:
         assert hpa["spec"]["scaleTargetRef"] == {
             "apiVersion": "leaderworkerset.x-k8s.io/v1",
             "kind": "LeaderWorkerSet",
-            "name": "llm-deepseek-r1",
+            "name": k8s_name("deepseek-r1"),
         }
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
         assert hpa["spec"]["metrics"] == [
@@ -389,7 +391,11 @@ class TestAutoscaling:
     def test_an_autoscaled_single_node_endpoint_scales_its_deployment(self) -> None:
         objects = by_kind(rendered(single_node_vllm(min_workers=1, max_workers=4)))
         target = objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
-        assert target == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm-chat-vllm"}
+        assert target == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": k8s_name("chat-vllm"),
+        }
         assert "replicas" not in objects["Deployment"]["spec"]
 
     def test_the_metric_name_is_configurable(self) -> None:
@@ -425,12 +431,14 @@ class TestScaleToZero:
 
 
 class TestNamesAndLabels:
-    def test_objects_are_named_llm_dash_the_endpoint_name(self) -> None:
+    def test_objects_are_named_llm_dash_the_endpoint_name_dash_the_owner_suffix(self) -> None:
         objects = rendered(seed_body(min_workers=1, max_workers=3))
+        # Pinned: another suffix for the same owner and name would rename, hence recreate,
+        # every endpoint's objects on upgrade.
         assert [o["metadata"]["name"] for o in objects] == [
-            "llm-deepseek-r1",
-            "llm-deepseek-r1-leader",
-            "llm-deepseek-r1",
+            "llm-deepseek-r1-l5oyco",
+            "llm-deepseek-r1-l5oyco-leader",
+            "llm-deepseek-r1-l5oyco",
         ]
         assert {o["metadata"]["namespace"] for o in objects} == {"inference"}
 
@@ -440,8 +448,8 @@ class TestNamesAndLabels:
         assert [o["metadata"]["name"] for o in before] == [o["metadata"]["name"] for o in after]
 
     def test_the_longest_allowed_names_fit_their_limits(self) -> None:
-        multinode = seed_body(name="a" * 46, min_workers=1, max_workers=12)
-        single = single_node_vllm(name="b" * 59)
+        multinode = seed_body(name="a" * 39, min_workers=1, max_workers=12)
+        single = single_node_vllm(name="b" * 52)
         lws_name = by_kind(rendered(multinode))["LeaderWorkerSet"]["metadata"]["name"]
         assert len(lws_name) == 51 - 12 // 10
         for obj in rendered(multinode) + rendered(single):

@@ -13,7 +13,8 @@ Apply is server-side apply (`PATCH`, `application/apply-patch+yaml`, fieldManage
   defaults the API server filled in. A PUT would have to copy each of those back by hand;
 - `force` takes fields over from another manager (say a `kubectl edit`): the endpoint's
   spec is the source of truth. It never takes over a foreign object, though: an object of
-  the same name that does not carry our endpoint id is refused with a Conflict first.
+  the same name that does not carry our endpoint id is refused with a Conflict first,
+  whose message says nothing about that object's endpoint (it may be another owner's).
 A 409 on the patch itself (only an optimistic-concurrency race once `force` is set) is
 retried a few times, then surfaced as our Conflict; the reconciler retries next pass.
 
@@ -188,9 +189,12 @@ async def _check_ours(
     if metadata.get("deletionTimestamp"):
         raise ObjectConflict(f"{what} is being deleted; it will be applied again once gone")
     if owner != endpoint_id:
-        whose = f"endpoint id {owner}" if owner else "something other than llm-launch"
+        # Whatever holds the name (another owner's endpoint whose owner suffix collides,
+        # or an object llm-launch does not manage) is none of this caller's business:
+        # say neither its endpoint nor its id.
         raise ObjectConflict(
-            f"{what} already exists and belongs to {whose}; delete it, or use another endpoint name"
+            f"the Kubernetes name {name} ({resource.kind} in namespace {namespace}) is taken "
+            "by an object llm-launch does not manage for this endpoint; use another endpoint name"
         )
 
 

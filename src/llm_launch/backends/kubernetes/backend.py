@@ -185,7 +185,9 @@ class KubernetesBackend:
         pods = self._informers["Pod"].cache.for_endpoint(endpoint.id)
         if workload.obj is None or ready_groups(workload, pods) == 0:
             return []
-        return [service_url(endpoint.spec, self.namespace, self.config.service_port)]
+        return [
+            service_url(endpoint.owner, endpoint.spec, self.namespace, self.config.service_port)
+        ]
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         """`process` is `rank-N` (container `engine` of rank N) or `forwarder` (the
@@ -234,7 +236,7 @@ class KubernetesBackend:
 
     def _workload(self, endpoint: Endpoint) -> Workload:
         kind = LEADER_WORKER_SET.kind if endpoint.spec.is_multinode else DEPLOYMENT.kind
-        name = object_name(endpoint.name)
+        name = object_name(endpoint.owner, endpoint.spec)
         informer = self._informers.get(kind)
         obj = informer.cache.get(name) if informer is not None else None
         if (

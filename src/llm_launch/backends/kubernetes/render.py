@@ -15,11 +15,12 @@ Public API (pinned by `__all__`; the backend's apply/watch modules rely on it):
   (min_workers=0 below max_workers: scale from zero; a GPU type or framework this
   installation does not know). Empty when supported; call it before accepting a spec.
 - `to_yaml(objects) -> str`: multi-document YAML.
-- From `render_names`: `object_name(name)` (`llm-<name>`: LeaderWorkerSet, Deployment,
-  HPA), `service_name(spec)` (`llm-<name>-leader` multi-node, `llm-<name>` single-node),
-  `service_url(spec, namespace)`, `identity_labels`, `pod_selector`, the label keys
-  `LABEL_ENDPOINT`, `LABEL_ENDPOINT_ID`, `LABEL_OWNER`, `LABEL_ROLE`, `LABEL_MANAGED_BY`,
-  `MANAGED_SELECTOR` (lists everything llm-launch manages) and `ANNOTATION_GENERATION`.
+- From `render_names`: `object_name(owner, spec)` (`llm-<name>-<owner suffix>`:
+  LeaderWorkerSet, Deployment, HPA), `service_name(owner, spec)` (`<object name>-leader`
+  multi-node, the object name single-node), `service_url(owner, spec, namespace)`,
+  `identity_labels`, `pod_selector`, the label keys `LABEL_ENDPOINT`, `LABEL_ENDPOINT_ID`,
+  `LABEL_OWNER`, `LABEL_ROLE`, `LABEL_MANAGED_BY`, `MANAGED_SELECTOR` (lists everything
+  llm-launch manages) and `ANNOTATION_GENERATION`.
 
 Objects:
 - multi-node: a LeaderWorkerSet (`size` = nodes_per_worker; leader = engine rank 0 plus
@@ -197,7 +198,7 @@ def _leaderworkerset(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdenti
     return {
         "apiVersion": LWS_API_VERSION,
         "kind": "LeaderWorkerSet",
-        "metadata": _metadata(object_name(identity.name), ctx, identity),
+        "metadata": _metadata(object_name(identity.owner, ctx.spec), ctx, identity),
         "spec": {
             **_replicas(ctx.spec),
             "startupPolicy": config.startup_policy,
@@ -223,7 +224,7 @@ def _deployment(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdentity) -
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(object_name(identity.name), ctx, identity),
+        "metadata": _metadata(object_name(identity.owner, ctx.spec), ctx, identity),
         "spec": {
             **_replicas(ctx.spec),
             "selector": {"matchLabels": pod_selector(identity)},
@@ -238,7 +239,7 @@ def _service(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdentity) -> M
     if plan.worker is not None:
         # Leaders only: workers serve a dummy /health and no inference.
         selector = {
-            LWS_NAME_LABEL: object_name(identity.name),
+            LWS_NAME_LABEL: object_name(identity.owner, ctx.spec),
             LWS_WORKER_INDEX_LABEL: "0",
             **pod_selector(identity),
         }
@@ -263,7 +264,7 @@ def _service(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdentity) -> M
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(service_name(ctx.spec), ctx, identity),
+        "metadata": _metadata(service_name(identity.owner, ctx.spec), ctx, identity),
         "spec": spec,
     }
 
@@ -280,7 +281,7 @@ def _autoscaler(workload: Manifest, ctx: PodContext, identity: EndpointIdentity)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(object_name(identity.name), ctx, identity),
+        "metadata": _metadata(object_name(identity.owner, ctx.spec), ctx, identity),
         "spec": {
             "scaleTargetRef": {
                 "apiVersion": workload["apiVersion"],

@@ -7,11 +7,12 @@ source of truth for how an endpoint's objects are named and labelled. Pure funct
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from llm_launch.domain.names import K8S_NAME_PREFIX
+from llm_launch.domain.names import K8S_NAME_PREFIX, OWNER_SUFFIX_LENGTH, max_name_length
 from llm_launch.domain.spec import EndpointSpec
 
 __all__ = [
@@ -31,7 +32,9 @@ __all__ = [
     "identity_labels",
     "object_labels",
     "object_name",
+    "owner_suffix",
     "pod_selector",
+    "secret_name",
     "service_name",
     "service_url",
 ]
@@ -70,27 +73,53 @@ def derived_endpoint_id(owner: str, name: str) -> str:
     return "ep-" + hashlib.sha256(f"{owner}/{name}".encode()).hexdigest()[:16]
 
 
-def object_name(endpoint_name: str) -> str:
-    """The LeaderWorkerSet, Deployment and HorizontalPodAutoscaler name: `llm-<name>`."""
-    return K8S_NAME_PREFIX + endpoint_name
+def owner_suffix(owner: str, endpoint_name: str) -> str:
+    """`OWNER_SUFFIX_LENGTH` base32 characters of a hash of owner and endpoint name.
+
+    Owner-scoped names let two owners each have an endpoint `foo` (their objects no longer
+    share the name `llm-foo`), and are deterministic, so `llm-launch render --owner O`
+    names objects as the backend does for O. The endpoint name is hashed too so that an
+    endpoint stored before the suffix existed, whose name must now be shortened to fit,
+    still gets names of its own. 30 bits: two endpoints of one name colliding is unlikely,
+    and `apply` refuses it (without saying whose the other object is) when it happens.
+    """
+    digest = hashlib.sha256(f"{owner}\n{endpoint_name}".encode()).digest()
+    return base64.b32encode(digest).decode().lower()[:OWNER_SUFFIX_LENGTH]
 
 
-def service_name(spec: EndpointSpec) -> str:
+def object_name(owner: str, spec: EndpointSpec) -> str:
+    """The LeaderWorkerSet, Deployment and HorizontalPodAutoscaler name:
+    `llm-<name>-<owner suffix>`.
+
+    The domain keeps new names short enough (`max_name_length`); a longer name stored
+    before the suffix existed is cut to fit, so its objects stay valid after an upgrade.
+    """
+    room = max_name_length(nodes_per_worker=spec.nodes_per_worker, max_workers=spec.max_workers)
+    room = max(room, 1)  # no name fits a huge max_workers; the API server says so
+    return f"{K8S_NAME_PREFIX}{spec.name[:room]}-{owner_suffix(owner, spec.name)}"
+
+
+def secret_name(owner: str, spec: EndpointSpec) -> str:
+    """The Secret holding the endpoint's forwarder token (a Secret name may be 253 long)."""
+    return f"{object_name(owner, spec)}-token"
+
+
+def service_name(owner: str, spec: EndpointSpec) -> str:
     """The Service in front of the endpoint's forwarders.
 
-    Multi-node: `llm-<name>-leader`, because the LeaderWorkerSet controller itself
+    Multi-node: `<object name>-leader`, because the LeaderWorkerSet controller itself
     creates a headless Service named after the LeaderWorkerSet (the subdomain behind
     LWS_LEADER_ADDRESS); a Service of ours under that name would stop it from doing so.
-    Single-node: `llm-<name>` (the domain keeps it within 63 characters).
+    Single-node: the object name (at most 63 characters, as the domain's limit keeps it).
     """
-    base = object_name(spec.name)
+    base = object_name(owner, spec)
     return f"{base}-leader" if spec.is_multinode else base
 
 
-def service_url(spec: EndpointSpec, namespace: str, port: int = 80) -> str:
+def service_url(owner: str, spec: EndpointSpec, namespace: str, port: int = 80) -> str:
     """Base URL of the endpoint's Service from inside the cluster."""
     suffix = "" if port == 80 else f":{port}"
-    return f"http://{service_name(spec)}.{namespace}.svc{suffix}"
+    return f"http://{service_name(owner, spec)}.{namespace}.svc{suffix}"
 
 
 def identity_labels(identity: EndpointIdentity) -> dict[str, str]:
