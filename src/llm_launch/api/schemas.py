@@ -2,6 +2,9 @@
 
 Requests forbid unknown fields (a misspelt field is an error, not silently dropped);
 responses mirror Launch's `GetLLMModelEndpointV1Response` so Launch clients work.
+The rules themselves live in the domain (`domain.validation`, bounds in `domain.limits`),
+which reports every problem of a request at once. Here the integer bounds are published
+in /openapi.json, and free-form JSON is refused when too deep before pydantic walks it.
 """
 
 from __future__ import annotations
@@ -9,13 +12,46 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic_core import PydanticCustomError
 
 from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.inputs import describe, nesting_problem
+from llm_launch.domain.limits import MAX_JSON_DEPTH
+from llm_launch.domain.validation import INTEGER_BOUNDS
 
 StrictInt = Annotated[int, Strict()]
 EngineArg = str | StrictInt | float | bool | list[Any] | dict[str, Any]
 Cpus = StrictInt | float | str
+
+
+def _bounded(name: str, description: str) -> Any:
+    """An optional integer whose domain bounds /openapi.json shows. The domain enforces
+    them, next to every other rule, so that one response names all of a request's
+    problems (a pydantic `ge`/`le` would answer alone, before the domain's rules run)."""
+    low, high = INTEGER_BOUNDS[name]
+    return Field(
+        default=None, description=description, json_schema_extra={"minimum": low, "maximum": high}
+    )
+
+
+def _refuse_deep(field: str, value: Any) -> Any:
+    if (found := nesting_problem(value, MAX_JSON_DEPTH)) is not None:
+        raise PydanticCustomError("json_too_deep", "{reason}", {"reason": describe(field, found)})
+    return value
+
+
+def _shallow_json(field: str) -> BeforeValidator:
+    """Refuse a free-form object nested deeper than MAX_JSON_DEPTH, walking it without
+    recursion, before pydantic (which recurses) validates or serializes it."""
+    return BeforeValidator(lambda value: _refuse_deep(field, value))
+
+
+def _shallow_engine_args(value: Any) -> Any:
+    if isinstance(value, dict):  # each value is one flag's; the depth bound is per value
+        for key, item in value.items():
+            _refuse_deep(f"engine_args.{key}", item)
+    return value
 
 
 class _Request(BaseModel):
@@ -28,32 +64,34 @@ class _LLMFields(_Request):
     model_name: str | None = None
     source: str | None = None
     inference_framework_image_tag: str | None = None
-    num_shards: StrictInt | None = None
+    num_shards: StrictInt | None = _bounded("num_shards", "GPUs per node the engine shards over")
     quantize: str | None = None
     checkpoint_path: str | None = None
     chat_template_override: str | None = None
-    engine_args: dict[str, EngineArg] | None = Field(
-        default=None,
-        description="Extra engine flags, e.g. {'context-length': 8192}; keys are flag names "
-        "without dashes or with underscores, values are rendered as separate argv items.",
+    engine_args: Annotated[dict[str, EngineArg] | None, BeforeValidator(_shallow_engine_args)] = (
+        Field(
+            default=None,
+            description="Extra engine flags, e.g. {'context-length': 8192}; keys are flag names "
+            "without dashes or with underscores, values are rendered as separate argv items.",
+        )
     )
     cpus: Cpus | None = None
     memory: str | None = None
     storage: str | None = None
-    gpus: StrictInt | None = None
+    gpus: StrictInt | None = _bounded("gpus", "GPUs per node")
     gpu_type: str | None = None
-    min_workers: StrictInt | None = None
-    max_workers: StrictInt | None = None
-    per_worker: StrictInt | None = None
+    min_workers: StrictInt | None = _bounded("min_workers", "replica groups kept running")
+    max_workers: StrictInt | None = _bounded("max_workers", "replica groups at most")
+    per_worker: StrictInt | None = _bounded("per_worker", "concurrent requests per group")
     labels: dict[str, str] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, _shallow_json("metadata")] = None
     post_inference_hooks: list[str] | None = None
     default_callback_url: str | None = None
     public_inference: bool | None = None
     prewarm: bool | None = None
     optimize_costs: bool | None = None
     high_priority: bool | None = None
-    billing_tags: dict[str, Any] | None = None
+    billing_tags: Annotated[dict[str, Any] | None, _shallow_json("billing_tags")] = None
 
 
 class CreateEndpointRequest(_LLMFields):
@@ -61,14 +99,14 @@ class CreateEndpointRequest(_LLMFields):
     model_name: str
     endpoint_type: str | None = None
     inference_framework: str | None = None
-    nodes_per_worker: StrictInt | None = None
+    nodes_per_worker: StrictInt | None = _bounded("nodes_per_worker", "nodes per group")
 
 
 class UpdateEndpointRequest(_LLMFields):
     # Accepted so that a client may send them unchanged; changing them is a clear error.
     endpoint_type: str | None = None
     inference_framework: str | None = None
-    nodes_per_worker: StrictInt | None = None
+    nodes_per_worker: StrictInt | None = _bounded("nodes_per_worker", "nodes per group")
 
 
 class TaskResponse(BaseModel):

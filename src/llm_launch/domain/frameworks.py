@@ -61,6 +61,7 @@ RESERVED_ENGINE_ARGS: dict[InferenceFramework, frozenset[str]] = {
             "nnodes",
             "node-rank",
             "dist-init-addr",
+            "nccl-init-addr",  # SGLang's alias of --dist-init-addr
             "tp-size",
             "tp",
             "tensor-parallel-size",
@@ -69,6 +70,7 @@ RESERVED_ENGINE_ARGS: dict[InferenceFramework, frozenset[str]] = {
             "quantization",
             "chat-template",
             "served-model-name",
+            "config",  # a YAML file of flags: it could set every flag above
         }
     ),
     InferenceFramework.VLLM: frozenset(
@@ -84,11 +86,16 @@ RESERVED_ENGINE_ARGS: dict[InferenceFramework, frozenset[str]] = {
             "quantization",
             "chat-template",
             "served-model-name",
+            "config",  # vLLM too reads flags from a YAML file
         }
     ),
 }
 
 
 def flag_name(key: str) -> str:
-    """The command-line spelling of an engine argument key (`mem_fraction` -> `mem-fraction`)."""
-    return key.strip().lstrip("-").replace("_", "-")
+    """The command-line spelling of an engine argument key (`mem_fraction` -> `mem-fraction`).
+
+    The renderer (engines/args.py) writes `--` + this, and validation checks exactly this
+    spelling; validation also refuses keys this would change beyond dashes and underscores.
+    """
+    return key.lstrip("-").replace("_", "-")

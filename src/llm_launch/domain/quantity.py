@@ -2,13 +2,17 @@
 
 Follows the grammar of k8s.io/apimachinery/pkg/api/resource: a signed decimal
 number followed by a binary suffix (Ki..Ei), a decimal suffix (n, u, m, k, M, G,
-T, P, E) or a decimal exponent (e3, E-2).
+T, P, E) or a decimal exponent (e3, E-2). Text longer than MAX_QUANTITY_CHARS and
+exponents beyond +-MAX_QUANTITY_EXPONENT are refused before any arithmetic, so no
+quantity can overflow (1e9999999 once raised decimal.Overflow, a 500).
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+
+from llm_launch.domain.limits import MAX_QUANTITY_CHARS, MAX_QUANTITY_EXPONENT
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -30,10 +34,14 @@ _QUANTITY = re.compile(
 
 
 def parse_quantity(text: str) -> Decimal:
-    """Return the value of a Kubernetes quantity in base units; raise ValueError if malformed."""
-    match = _QUANTITY.match(text.strip()) if isinstance(text, str) else None
-    if match is None or text != text.strip():
-        raise ValueError(f"{text!r} is not a Kubernetes quantity (examples: 800Gi, 16G, 500m, 4)")
+    """Return the value of a Kubernetes quantity in base units; raise ValueError if malformed
+    or of an absurd magnitude."""
+    if isinstance(text, str) and len(text) > MAX_QUANTITY_CHARS:
+        raise ValueError(f"a quantity has at most {MAX_QUANTITY_CHARS} characters")
+    match = _QUANTITY.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        shown = text if isinstance(text, str) else type(text).__name__
+        raise ValueError(f"{shown!r} is not a Kubernetes quantity (examples: 800Gi, 16G, 500m, 4)")
     try:
         number = Decimal(match["number"])
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
@@ -43,7 +51,12 @@ def parse_quantity(text: str) -> Decimal:
         return number * _BINARY[suffix]
     if suffix in _DECIMAL:
         return number * _DECIMAL[suffix]
-    return number * (Decimal(10) ** int(suffix[1:]))
+    exponent = int(suffix[1:])
+    if abs(exponent) > MAX_QUANTITY_EXPONENT:
+        raise ValueError(
+            f"{text!r}: a quantity's exponent must be within +-{MAX_QUANTITY_EXPONENT}"
+        )
+    return number.scaleb(exponent)
 
 
 def is_quantity(text: str) -> bool:

@@ -2,25 +2,31 @@
 
 Every rule appends to one list, so a user sees all problems of a request at once
 (like the LeaderWorkerSet webhook), and nothing is persisted unless the list is empty.
+The first rules check each field's shape (types, the bounds of `domain.limits`, text fit
+for argv, env and paths, bounded free-form JSON); where a type is wrong the rules that
+combine fields are skipped, since they would compare values of the wrong kind.
+Called by `domain.spec` (build_spec, apply_update), for every spec however it was made.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from llm_launch.domain import limits
+from llm_launch.domain.engine_flags import engine_arg_key_problem
 from llm_launch.domain.errors import FieldError, InvalidRequest
 from llm_launch.domain.frameworks import (
     KNOWN_UNSUPPORTED_FRAMEWORKS,
     MULTINODE_FRAMEWORKS,
-    RESERVED_ENGINE_ARGS,
     SUPPORTED_QUANTIZATIONS,
     InferenceFramework,
-    flag_name,
 )
 from llm_launch.domain.hardware import HardwareCatalog
+from llm_launch.domain.inputs import clip, describe, json_problem, text_problem
 from llm_launch.domain.names import (
     dns1123_label_problem,
     label_key_problem,
@@ -32,9 +38,39 @@ from llm_launch.domain.spec import EndpointSpec
 
 SUPPORTED_ENDPOINT_TYPES = ("sync", "streaming")
 CHECKPOINT_SCHEMES = ("s3://", "gs://", "hf://", "file://")
-_ENGINE_ARG_KEY = re.compile(r"^-{0,2}[A-Za-z][A-Za-z0-9]*([-_][A-Za-z0-9]+)*$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,255}$")
-_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,255}")
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+# Integer fields: (lowest, highest), both inclusive. The API publishes the same bounds.
+INTEGER_BOUNDS: dict[str, tuple[int, int]] = {
+    "min_workers": (0, limits.MAX_WORKERS),
+    "max_workers": (0, limits.MAX_WORKERS),
+    "per_worker": (1, limits.MAX_PER_WORKER),
+    "nodes_per_worker": (1, limits.MAX_NODES_PER_WORKER),
+    "gpus": (0, limits.MAX_GPUS_PER_NODE),
+    "num_shards": (1, limits.MAX_NUM_SHARDS),
+}
+# Text fields: (most bytes, whether tab/newline/CR are allowed); None means optional.
+TEXT_FIELDS: dict[str, tuple[int, bool]] = {
+    "model_name": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "inference_framework": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "endpoint_type": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "source": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "inference_framework_image_tag": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "gpu_type": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "quantize": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "memory": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "storage": (limits.MAX_SHORT_TEXT_CHARS, False),
+    "checkpoint_path": (limits.MAX_PATH_BYTES, False),
+    "chat_template_override": (limits.MAX_CHAT_TEMPLATE_BYTES, True),
+    "default_callback_url": (limits.MAX_URL_BYTES, False),
+}
+# Quantities: (field, most in base units).
+QUANTITY_BOUNDS: dict[str, Decimal] = {
+    "cpus": limits.MAX_CPUS,
+    "memory": limits.MAX_MEMORY_BYTES,
+    "storage": limits.MAX_STORAGE_BYTES,
+}
 
 
 @dataclass
@@ -42,6 +78,8 @@ class Problems:
     """Collected rule violations."""
 
     errors: list[FieldError] = field(default_factory=list)
+    # Set when a field has the wrong type: rules combining fields are then skipped.
+    malformed: bool = False
 
     def add(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
@@ -54,9 +92,64 @@ class Problems:
 def validate_spec(spec: EndpointSpec, catalog: HardwareCatalog) -> Problems:
     """Check every rule; return the problems found (empty when the spec is valid)."""
     problems = Problems()
+    for rule in _SHAPE_RULES:
+        rule(spec, catalog, problems)
+    if problems.malformed:
+        return problems
     for rule in _RULES:
         rule(spec, catalog, problems)
     return problems
+
+
+def _check_integers(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
+    for name, (low, high) in INTEGER_BOUNDS.items():
+        value = getattr(spec, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            p.add(name, f"must be an integer (got {type(value).__name__})")
+            p.malformed = True
+        elif value < low:
+            p.add(name, f"must be >= {low} (got {value})")
+        elif value > high:
+            p.add(name, f"must be at most {high} (got {clip(value)})")
+
+
+def _check_texts(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
+    for name, (max_bytes, layout) in TEXT_FIELDS.items():
+        value = getattr(spec, name)
+        if value is not None and (
+            problem := text_problem(value, max_bytes=max_bytes, allow_layout=layout)
+        ):
+            p.add(name, problem)
+            p.malformed = p.malformed or not isinstance(value, str)
+    hooks = spec.post_inference_hooks
+    if hooks is not None:
+        if not isinstance(hooks, list):
+            p.add("post_inference_hooks", "must be a list of strings")
+        elif len(hooks) > limits.MAX_HOOKS:
+            p.add("post_inference_hooks", f"must have at most {limits.MAX_HOOKS} entries")
+        else:
+            for index, hook in enumerate(hooks):
+                if problem := text_problem(hook, max_bytes=limits.MAX_HOOK_CHARS):
+                    p.add(f"post_inference_hooks.{index}", problem)
+    if not isinstance(spec.cpus, str | int | float) or isinstance(spec.cpus, bool):
+        p.add("cpus", "must be a number or a Kubernetes quantity")
+        p.malformed = True
+
+
+def _check_free_form(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
+    for name in ("metadata", "billing_tags", "labels", "engine_args"):
+        value = getattr(spec, name)
+        if value is not None and not isinstance(value, Mapping):
+            p.add(name, "must be an object")
+            p.malformed = True
+    if p.malformed:
+        return
+    for name in ("metadata", "billing_tags"):
+        value = getattr(spec, name)
+        if value is not None and (found := json_problem(dict(value))):
+            p.add(name, describe(name, found))
+    if len(spec.labels) > limits.MAX_LABELS:
+        p.add("labels", f"must have at most {limits.MAX_LABELS} entries")
 
 
 def _check_framework(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
@@ -64,28 +157,29 @@ def _check_framework(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> Non
     if spec.inference_framework in KNOWN_UNSUPPORTED_FRAMEWORKS:
         p.add(
             "inference_framework",
-            f"{spec.inference_framework!r} is not supported by llm-launch; use one of {supported}",
+            f"{clip(spec.inference_framework)} is not supported by llm-launch; "
+            f"use one of {supported}",
         )
     elif spec.inference_framework not in set(InferenceFramework):
         p.add(
             "inference_framework",
-            f"unknown framework {spec.inference_framework!r}; use one of {supported}",
+            f"unknown framework {clip(spec.inference_framework)}; use one of {supported}",
         )
     if spec.endpoint_type not in SUPPORTED_ENDPOINT_TYPES:
         p.add(
             "endpoint_type",
-            f"{spec.endpoint_type!r} is not supported; use 'sync' or 'streaming' "
+            f"{clip(spec.endpoint_type)} is not supported; use 'sync' or 'streaming' "
             "(both serve sync and streaming requests)",
         )
-    if not _MODEL_NAME.match(spec.model_name or ""):
+    if not _MODEL_NAME.fullmatch(spec.model_name or ""):
         p.add(
             "model_name",
             "must be 1-256 characters of letters, digits and . _ / : @ + -, "
             "starting with a letter or digit",
         )
     if spec.source != "hugging_face":
-        p.add("source", f"{spec.source!r} is not supported; the only source is 'hugging_face'")
-    if not _IMAGE_TAG.match(spec.inference_framework_image_tag or ""):
+        p.add("source", f"{clip(spec.source)} is not supported; the only source is 'hugging_face'")
+    if not _IMAGE_TAG.fullmatch(spec.inference_framework_image_tag or ""):
         p.add("inference_framework_image_tag", "must be a valid container image tag")
 
 
@@ -105,31 +199,30 @@ def _check_name(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
 
 
 def _check_workers(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
-    if spec.min_workers < 0:
-        p.add("min_workers", f"must be >= 0 (got {spec.min_workers})")
     if spec.max_workers < spec.min_workers:
-        p.add("max_workers", f"must be >= min_workers ({spec.max_workers} < {spec.min_workers})")
-    if spec.per_worker < 1:
-        p.add("per_worker", f"must be >= 1 (got {spec.per_worker})")
+        p.add(
+            "max_workers",
+            f"must be >= min_workers ({clip(spec.max_workers)} < {clip(spec.min_workers)})",
+        )
 
 
 def _check_resources(spec: EndpointSpec, catalog: HardwareCatalog, p: Problems) -> None:
-    _check_quantity(p, "cpus", str(spec.cpus), positive=True)
-    _check_quantity(p, "memory", spec.memory, positive=True)
+    _check_quantity(p, "cpus", str(spec.cpus))
+    _check_quantity(p, "memory", spec.memory)
     if spec.storage is not None:
-        _check_quantity(p, "storage", spec.storage, positive=True)
+        _check_quantity(p, "storage", spec.storage)
     if spec.gpus < 0:
-        p.add("gpus", f"must be >= 0 (got {spec.gpus})")
-    elif spec.gpus > 0 and spec.gpu_type is None:
+        return  # said by _check_integers
+    if spec.gpus > 0 and spec.gpu_type is None:
         p.add("gpu_type", f"is required when gpus > 0; one of {', '.join(catalog.names())}")
     elif spec.gpus == 0 and spec.gpu_type is not None:
-        p.add("gpus", f"must be >= 1 when gpu_type is set (gpu_type is {spec.gpu_type!r})")
+        p.add("gpus", f"must be >= 1 when gpu_type is set (gpu_type is {clip(spec.gpu_type)})")
     if spec.gpu_type is not None:
         gpu = catalog.get(spec.gpu_type)
         if gpu is None:
             p.add(
                 "gpu_type",
-                f"unknown GPU type {spec.gpu_type!r}; one of {', '.join(catalog.names())}",
+                f"unknown GPU type {clip(spec.gpu_type)}; one of {', '.join(catalog.names())}",
             )
         elif spec.gpus > gpu.max_gpus_per_node:
             p.add(
@@ -147,20 +240,21 @@ def _check_resources(spec: EndpointSpec, catalog: HardwareCatalog, p: Problems) 
         p.add("num_shards", f"must be 1 for a CPU-only endpoint (got {spec.num_shards})")
 
 
-def _check_quantity(p: Problems, path: str, value: str, *, positive: bool) -> None:
+def _check_quantity(p: Problems, path: str, value: str) -> None:
+    """A positive quantity no larger than its QUANTITY_BOUNDS entry."""
     try:
         amount = parse_quantity(value)
     except ValueError as exc:
         p.add(path, str(exc))
         return
-    if positive and amount <= Decimal(0):
+    if amount <= Decimal(0):
         p.add(path, f"must be > 0 (got {value!r})")
+    elif amount > QUANTITY_BOUNDS[path]:
+        unit = "" if path == "cpus" else " bytes"
+        p.add(path, f"must be at most {QUANTITY_BOUNDS[path]}{unit} (got {value!r})")
 
 
 def _check_multinode(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
-    if spec.nodes_per_worker < 1:
-        p.add("nodes_per_worker", f"must be >= 1 (got {spec.nodes_per_worker})")
-        return
     if not spec.is_multinode:
         return
     if spec.inference_framework not in MULTINODE_FRAMEWORKS:
@@ -168,7 +262,7 @@ def _check_multinode(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> Non
     if spec.endpoint_type != "streaming":
         p.add(
             "endpoint_type",
-            f"must be 'streaming' for multinode endpoints (got {spec.endpoint_type!r})",
+            f"must be 'streaming' for multinode endpoints (got {clip(spec.endpoint_type)})",
         )
     if spec.gpus < 1:
         p.add("gpus", "multinode endpoints need gpus >= 1 on every node")
@@ -181,7 +275,7 @@ def _check_engine_options(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -
         if spec.quantize not in allowed:
             p.add(
                 "quantize",
-                f"{spec.quantize!r} is not supported by {framework.value}; "
+                f"{clip(spec.quantize)} is not supported by {framework.value}; "
                 f"use one of {', '.join(sorted(allowed))}",
             )
     if spec.checkpoint_path is not None:
@@ -194,19 +288,36 @@ def _check_engine_options(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -
             )
         elif scheme is not None and not path[len(scheme) :].strip("/"):
             p.add("checkpoint_path", f"names no object after {scheme}")
+    _check_engine_args(spec, framework, p)
+
+
+def _check_engine_args(
+    spec: EndpointSpec, framework: InferenceFramework | None, p: Problems
+) -> None:
+    """Each key a flag the engine may be given; each value bounded JSON of clean text."""
+    if len(spec.engine_args) > limits.MAX_ENGINE_ARGS:
+        p.add("engine_args", f"must have at most {limits.MAX_ENGINE_ARGS} entries")
+        return
+    values_clean = True
     for key, value in spec.engine_args.items():
         path = f"engine_args.{key}"
-        if isinstance(value, list) and not value:
+        if problem := engine_arg_key_problem(key, framework):
+            p.add(path, problem)
+        found = json_problem(value, max_bytes=limits.MAX_ENGINE_ARG_VALUE_BYTES, no_controls=True)
+        if found:
+            p.add(path, describe(path, found))
+            values_clean = False
+        elif isinstance(value, list) and not value:
             p.add(path, "an empty list cannot be passed; leave the flag out")
         elif isinstance(value, list) and any(str(v).startswith("-") for v in value):
             p.add(path, "list items may not start with '-' (they would be read as flags)")
-        if not _ENGINE_ARG_KEY.match(key):
-            p.add(path, "must be a flag name such as 'context-length' or 'mem_fraction_static'")
-        elif framework is not None and flag_name(key) in RESERVED_ENGINE_ARGS[framework]:
+    if values_clean:  # each value is bounded, so serializing them all is safe
+        size = len(json.dumps(dict(spec.engine_args), ensure_ascii=False).encode())
+        if size > limits.MAX_ENGINE_ARGS_BYTES:
             p.add(
-                path,
-                f"--{flag_name(key)} is set by llm-launch from the request "
-                "and cannot be overridden",
+                "engine_args",
+                f"must be at most {limits.MAX_ENGINE_ARGS_BYTES} bytes serialized as JSON "
+                f"(got {size})",
             )
 
 
@@ -231,6 +342,7 @@ def _framework(spec: EndpointSpec) -> InferenceFramework | None:
 
 
 _Rule = Callable[[EndpointSpec, HardwareCatalog, Problems], None]
+_SHAPE_RULES: tuple[_Rule, ...] = (_check_integers, _check_texts, _check_free_form)
 _RULES: tuple[_Rule, ...] = (
     _check_framework,
     _check_name,

@@ -38,7 +38,7 @@ def test_missing_required_fields_are_all_named() -> None:
 
 
 def test_a_spec_survives_a_round_trip_through_its_dict() -> None:
-    spec = build_spec(endpoint_body(engine_args={"a": [1, "b c"]}), CATALOG)
+    spec = build_spec(endpoint_body(engine_args={"cuda-graph-sizes": [1, "b c"]}), CATALOG)
     assert EndpointSpec.from_dict(spec.to_dict()) == spec
 
 

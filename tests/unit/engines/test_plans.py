@@ -133,26 +133,26 @@ def test_quantization_and_chat_template_come_from_the_request() -> None:
 
 class TestExtraArguments:
     AWKWARD: ClassVar[dict[str, Any]] = {
-        "served-model-alias": "name with spaces",
+        "api-key": "name with spaces",
         "json-model-override-args": {"rope_scaling": {"type": "yarn", "factor": 2.0}},
-        "cuda-graph-bs": [1, 2, 4],
+        "cuda-graph-bs-decode": [1, 2, 4],
         "enable-metrics": True,
         "disable-radix-cache": False,
         "mem_fraction_static": 0.85,
-        "quote": 'it\'s "quoted" $HOME; rm -rf /',
+        "file-storage-path": 'it\'s "quoted" $HOME; rm -rf /',
     }
 
     def test_each_value_is_its_own_argv_item_and_survives_intact(self) -> None:
         argv = render_engine_args(self.AWKWARD)
-        assert flag(argv, "--served-model-alias") == "name with spaces"
+        assert flag(argv, "--api-key") == "name with spaces"
         assert flag(argv, "--json-model-override-args") == (
             '{"rope_scaling": {"type": "yarn", "factor": 2.0}}'
         )
-        position = argv.index("--cuda-graph-bs")
+        position = argv.index("--cuda-graph-bs-decode")
         assert argv[position + 1 : position + 4] == ("1", "2", "4")
         assert "--enable-metrics" in argv and "--disable-radix-cache" not in argv
         assert flag(argv, "--mem-fraction-static") == "0.85"
-        assert flag(argv, "--quote") == 'it\'s "quoted" $HOME; rm -rf /'
+        assert flag(argv, "--file-storage-path") == 'it\'s "quoted" $HOME; rm -rf /'
 
     def test_values_that_start_with_a_dash_stay_values(self) -> None:
         assert render_engine_args({"api-key": "-secret"}) == ("--api-key=-secret",)
