@@ -17,7 +17,9 @@ import pytest
 
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain import limits
+from llm_launch.domain.engine_flags import engine_arg_key_problem
 from llm_launch.domain.errors import InvalidRequest
+from llm_launch.domain.frameworks import InferenceFramework
 from llm_launch.domain.quantity import parse_quantity
 from llm_launch.domain.spec import build_spec
 from tests.builders import endpoint_body, seed_body
@@ -412,3 +414,32 @@ def test_a_spec_built_outside_the_api_refuses_deep_metadata_without_recursing() 
 def test_a_quantity_with_an_absurd_magnitude_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError, match="quantity"):
         parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    ("key", "framework", "words"),
+    [
+        ("HOST", InferenceFramework.VLLM, "--host"),
+        ("Ho_St", InferenceFramework.SGLANG, "--host"),
+        ("--hos", InferenceFramework.SGLANG, "--host"),
+        ("served_model", InferenceFramework.VLLM, "--served-model-name"),
+        ("tensor-parallel", InferenceFramework.SGLANG, "--tp-size (--tensor-parallel-size)"),
+        ("model", InferenceFramework.SGLANG, "--model-path (--model)"),
+        ("config", InferenceFramework.VLLM, "--config"),
+        ("p", InferenceFramework.VLLM, "short"),
+        ("-tp", InferenceFramework.VLLM, "short"),
+        ("cuda-graph-bs", InferenceFramework.SGLANG, "ambiguous"),
+        ("Context-Length", InferenceFramework.VLLM, "lowercase"),
+    ],
+)
+def test_an_engine_args_key_is_read_as_the_engines_parser_reads_it(
+    key: str, framework: InferenceFramework, words: str
+) -> None:
+    problem = engine_arg_key_problem(key, framework)
+    assert problem is not None and words in problem, problem
+
+
+def test_an_unambiguous_prefix_of_a_free_sglang_flag_is_accepted() -> None:
+    assert engine_arg_key_problem("mem-fraction-stat", InferenceFramework.SGLANG) is None
+    assert engine_arg_key_problem("--context_length", InferenceFramework.SGLANG) is None
+    assert engine_arg_key_problem("anything-vllm-has", InferenceFramework.VLLM) is None
