@@ -24,7 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.builders import endpoint_body
-from tests.support.local_groups import forwarder_url, wait_for
+from tests.support.local_groups import forwarder_token, forwarder_url, wait_for
 from tests.support.server import simulated_local_server
 
 BODY = {"prompt": "Hello there", "max_new_tokens": 4, "temperature": 0.0}
@@ -37,15 +37,20 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(
-    client: httpx.Client, url: str, params: dict[str, str], n: int, pid: int
+    client: httpx.Client,
+    url: str,
+    params: dict[str, str],
+    n: int,
+    pid: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     for _ in range(50):
-        client.post(url, params=params, json=BODY).raise_for_status()
+        client.post(url, params=params, json=BODY, headers=headers).raise_for_status()
     samples = []
     cpu_before = cpu_seconds(pid)
     for _ in range(n):
         start = time.perf_counter()
-        client.post(url, params=params, json=BODY).raise_for_status()
+        client.post(url, params=params, json=BODY, headers=headers).raise_for_status()
         samples.append((time.perf_counter() - start) * 1000)
     cpu = (cpu_seconds(pid) - cpu_before) / n * 1e6
     quantiles = statistics.quantiles(samples, n=100)
@@ -69,7 +74,12 @@ def main() -> None:
                 forwarder = forwarder_url(data_dir, str(endpoint["id"]))
                 assert forwarder is not None
                 assert server.pid is not None
-                direct = measure(client, f"{forwarder}/predict", {}, args.requests, server.pid)
+                # The forwarder answers only its endpoint's token (the API sends it).
+                token = forwarder_token(data_dir / "db.sqlite", str(endpoint["id"]))
+                direct = measure(
+                    client, f"{forwarder}/predict", {}, args.requests, server.pid,
+                    headers={"Authorization": f"Bearer {token}"},
+                )  # fmt: skip
                 params = {"model_endpoint_name": "bench"}
                 routed = measure(
                     client, "/v1/llm/completions-sync", params, args.requests, server.pid

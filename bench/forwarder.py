@@ -41,6 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE, CLIENT_CORE = 0, 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Every server gets the token (the forwarder checks it, as in production; nginx and the
+# engine ignore it) and every request carries it, so each path pays the same header.
+TOKEN = "bench-forwarder-token"
+TOKEN_ENV = "LLM_LAUNCH_FORWARDER_TOKEN"
 STREAMS, STREAM_EVENTS, STREAM_INTERVAL_S = 32, 64, 0.005
 
 BODIES = {
@@ -110,8 +114,9 @@ class Server:
 def started(name: str, argv: list[str], port: int, log: Path) -> Iterator[Server]:
     with log.open("wb") as out:
         process = subprocess.Popen(
-            argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_pinned(SERVER_CORE)
-        )
+            argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_pinned(SERVER_CORE), env={**os.environ, TOKEN_ENV: TOKEN},
+        )  # fmt: skip
     try:
         _wait_port(port, process, log)
         yield Server(name, f"http://127.0.0.1:{port}", process)
@@ -209,6 +214,7 @@ def wrk(server: Server, path: str, connections: int, duration: int, tmp: Path) -
     script.write_text(
         f"wrk.method = 'POST'\nwrk.body = '{body}'\n"
         "wrk.headers['Content-Type'] = 'application/json'\n"
+        f"wrk.headers['Authorization'] = 'Bearer {TOKEN}'\n"
     )
     url = server.url + path
     common = [_require("wrk"), "-t1", f"-c{connections}", "--latency", "-s", str(script), url]
@@ -257,7 +263,8 @@ async def _one_stream(port: int, path: str, body: bytes) -> float:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Connection: close\r\n\r\n"
     )
     writer.write(head.encode() + body)
     received = b""

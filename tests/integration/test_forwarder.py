@@ -61,9 +61,11 @@ class Process:
 
 
 def start_forwarder(engine_url: str, log_dir: Path, *args: str) -> Process:
+    """A forwarder answering anyone: these tests are about forwarding; its token is
+    tested in tests/security/test_data_plane.py."""
     port = free_port()
     argv = [sys.executable, "-m", "llm_launch.runtime.forwarder", "--port", str(port),
-            "--engine-url", engine_url, *args]  # fmt: skip
+            "--engine-url", engine_url, "--no-token", *args]  # fmt: skip
     return Process(argv, port, log_dir / f"forwarder-{port}.log")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,15 @@ def forwarder_url(data_dir: Path, endpoint_id: str, group: int = 0) -> str | Non
     if len(records) <= group:
         return None
     return f"http://127.0.0.1:{records[group]['ports']['forwarder']}"
+
+
+def forwarder_token(database: Path, endpoint_id: str) -> str:
+    """The endpoint's forwarder token, read from the server's SQLite database (a test or
+    bench calling a forwarder directly needs it; the API never shows it)."""
+    with sqlite3.connect(database) as db:
+        row = db.execute("SELECT forwarder_token FROM endpoints WHERE id = ?", (endpoint_id,))
+        (token,) = row.fetchone()
+    return str(token)
 
 
 def cmdline(pid: int) -> list[str] | None:

@@ -16,6 +16,10 @@ from llm_launch.engines.plan import (
 
 ENGINE_CONTAINER = "engine"
 FORWARDER_CONTAINER = "forwarder"
+# The forwarder's token (the endpoint's data-plane secret) reaches it in this environment
+# variable only, never in argv, so plans (printed, rendered) never hold it: the local
+# backend sets it in the forwarder process, Kubernetes from the endpoint's Secret.
+FORWARDER_TOKEN_ENV = "LLM_LAUNCH_FORWARDER_TOKEN"
 PROBE_PERIOD_S = 10
 
 

@@ -7,6 +7,11 @@ Kubernetes runs it in the leader pod, the local backend as a process) with
 `/predict`, `/stream`, OpenAI `/v1/...`) and the readiness/liveness probes (`/readyz`,
 `/healthz`). Next hop: the engine at `--engine-url`, through `runtime.forwarder_app`.
 
+Its token (the endpoint's data-plane secret) comes from the environment variable
+LLM_LAUNCH_FORWARDER_TOKEN, never the command line (anyone on the host can read argv in
+/proc); inference routes then answer only `Authorization: Bearer <token>`. Without a token
+it refuses to start, unless `--no-token` says to answer anyone (local debugging only).
+
 Runs uvicorn with uvloop and httptools, no access log (nothing is logged per request).
 
     llm-launch-forwarder --engine-url http://127.0.0.1:5005 --engine-api sglang \\
@@ -16,18 +21,22 @@ Runs uvicorn with uvloop and httptools, no access log (nothing is logged per req
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 import uvicorn
 
+from llm_launch.engines.common import FORWARDER_TOKEN_ENV
 from llm_launch.http_timeouts import DEFAULT_HEADER_TIMEOUT_S, header_timeout_protocol
 from llm_launch.runtime.forwarder_app import ForwarderConfig, create_app
 from llm_launch.runtime.forwarder_engines import ENGINE_APIS
 from llm_launch.runtime.network import auto_listen_host
 
-__all__ = ["main", "parse_args"]
+__all__ = ["TOKEN_ENV", "main", "parse_args"]
+
+TOKEN_ENV = FORWARDER_TOKEN_ENV  # LLM_LAUNCH_FORWARDER_TOKEN
 
 log = logging.getLogger("llm_launch.forwarder")
 
@@ -71,8 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds the readiness check may take (default 4.0)")  # fmt: skip
     add("--connect-timeout-s", type=_non_negative_float, default=3.0,
         help="seconds to connect to the engine before answering 502 (default 3.0)")  # fmt: skip
+    add("--no-token", action="store_true",
+        help=f"answer inference requests from anyone when {TOKEN_ENV} is not set "
+             "(local debugging only; without it the forwarder refuses to start)")  # fmt: skip
     add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
+
+
+def with_token(
+    config: ForwarderConfig, args: argparse.Namespace, environ: MutableMapping[str, str]
+) -> ForwarderConfig:
+    """The config with the token taken (and removed, so nothing started later inherits
+    it) from `environ`; refuses a forwarder with no token unless --no-token."""
+    token = environ.pop(TOKEN_ENV, "")
+    if token and args.no_token:
+        build_parser().error(f"--no-token contradicts {TOKEN_ENV}, which is set")
+    if not token and not args.no_token:
+        build_parser().error(
+            f"no token: set {TOKEN_ENV} (the endpoint's secret), or pass --no-token to "
+            "answer anyone (local debugging only)"
+        )
+    return dataclasses.replace(config, token=token or None)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[ForwarderConfig, argparse.Namespace]:
@@ -95,6 +123,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ForwarderConfig, argp
 
 def main(argv: Sequence[str] | None = None) -> None:
     config, args = parse_args(argv)
+    config = with_token(config, args, os.environ)
     if args.host == "auto":
         args.host = auto_listen_host(os.environ.get("POD_IP"))
     try:
@@ -109,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.host, args.port, config.engine_api, config.engine_url, config.max_concurrency,
         config.ready_check_path or "one-token POST /v1/completions",
     )  # fmt: skip
+    if config.token is None:
+        log.warning("--no-token: anyone who reaches this port can use the engine")
     uvicorn.run(
         app,
         host=args.host,

@@ -15,9 +15,10 @@ place (`as_http_error`): 422 invalid request, 429 saturated, 502 engine unreacha
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ from llm_launch.runtime.forwarder_http import (
     respond,
     respond_error,
     respond_json,
+    respond_unauthorized,
     saturated,
 )
 from llm_launch.runtime.forwarder_ready import ReadinessCheck
@@ -59,6 +61,8 @@ from llm_launch.runtime.launch_api import (
 __all__ = ["ForwarderApp", "ForwarderConfig", "create_app"]
 
 Handler = Callable[[Scope, bytes, Send], Awaitable[None]]
+# The endpoint's token is for this hop only: the engine never sees it.
+NOT_PASSED_ON = HOP_BY_HOP | {b"authorization"}
 WATCH_AFTER_S = 0.02  # a request running this long starts watching for its client leaving
 
 
@@ -72,6 +76,10 @@ class ForwarderConfig:
     ready_cache_s: float = 1.0
     ready_timeout_s: float = 4.0
     connect_timeout_s: float = 3.0
+    # The endpoint's secret: inference routes answer only `Authorization: Bearer <token>`.
+    # None (the CLI's explicit --no-token) answers anyone; the probes and /metrics never
+    # ask for it.
+    token: str | None = field(default=None, repr=False)
 
 
 def engine_pool(config: ForwarderConfig) -> EnginePool:
@@ -104,6 +112,7 @@ class ForwarderApp:
             timeout_s=config.ready_timeout_s,
         )
         self._max = config.max_concurrency
+        self._credential = None if config.token is None else b"Bearer " + config.token.encode()
         self.in_flight = 0
         self.admitted_total = 0
         self.rejected_total = 0
@@ -136,6 +145,8 @@ class ForwarderApp:
             if scope["method"] != plain[0]:
                 return await respond_error(send, not_allowed(scope, plain[0]))
             return await plain[1](send)
+        if self._credential is not None and not self._authorized(scope):
+            return await respond_unauthorized(send)
         if scope["method"] != route[0]:
             return await respond_error(send, not_allowed(scope, route[0]))
         if self.in_flight >= self._max:
@@ -147,6 +158,14 @@ class ForwarderApp:
             await self._serve(route[1], scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    def _authorized(self, scope: Scope) -> bool:
+        """Whether the request carries this endpoint's token (compared in constant time)."""
+        assert self._credential is not None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return hmac.compare_digest(value, self._credential)
+        return False
 
     async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         """Run an inference handler; a client that leaves cancels it (closing the engine's
@@ -238,7 +257,7 @@ class ForwarderApp:
         target = scope["path"]
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")
-        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in scope["headers"] if k not in NOT_PASSED_ON]
         response = await self._client.request(scope["method"], target, headers, body)
         try:
             headers = [(k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP]

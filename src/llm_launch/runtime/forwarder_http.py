@@ -45,6 +45,7 @@ __all__ = [
     "respond",
     "respond_error",
     "respond_json",
+    "respond_unauthorized",
     "saturated",
 ]
 
@@ -159,6 +160,19 @@ async def respond_json(send: Send, status: int, body: Any, request_id: str | Non
 
 async def respond_error(send: Send, error: ForwarderError) -> None:
     await respond_json(send, error.status, error.body)
+
+
+async def respond_unauthorized(send: Send) -> None:
+    """401: the request lacks the endpoint's token. The answer names the header, never
+    the token, and the same answer serves a missing and a wrong one."""
+    message = "this forwarder answers only its control plane (Authorization: Bearer <token>)"
+    content = compact_json({"error": {"type": "unauthorized", "message": message, "code": 401}})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+        (b"www-authenticate", b"Bearer"),
+    ]
+    await respond(send, 401, headers, content)
 
 
 def as_http_error(

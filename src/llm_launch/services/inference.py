@@ -4,6 +4,11 @@ Called by the completion routes (api/routers/inference.py); the next hop is the 
 on each group's leader. Every request crosses this module, so it uses the forwarder's own
 pooled keep-alive client (runtime/forwarder_transport.py: an order of magnitude less CPU
 than httpx), one pool per target, and relays streamed bytes as they arrive.
+
+Every request carries the endpoint's forwarder token (`Authorization: Bearer`): the
+forwarders answer nobody else. A caller that stops waiting (the API route, when its client
+leaves) cancels `post` or the reply's iteration; the pooled connection is then closed,
+never returned half-read, which tells the forwarder to cancel the engine's request.
 """
 
 from __future__ import annotations
@@ -86,18 +91,24 @@ class InferenceRouter:
             )
         return min(targets, key=lambda t: self._in_flight.get(t, 0))
 
-    async def post(self, target: str, path: str, body: bytes) -> UpstreamReply:
-        """POST `body` (JSON) to `target`; the reply's body streams until read or iterated."""
+    async def post(self, endpoint: Endpoint, target: str, path: str, body: bytes) -> UpstreamReply:
+        """POST `body` (JSON) to `endpoint`'s forwarder at `target`, with the endpoint's
+        token; the reply's body streams until read or iterated."""
+        headers = JSON_HEADERS
+        if endpoint.forwarder_token:
+            credential = b"Bearer " + endpoint.forwarder_token.encode()
+            headers = [*JSON_HEADERS, (b"Authorization", credential)]
         self._in_flight[target] = self._in_flight.get(target, 0) + 1
         try:
             async with asyncio.timeout(self.timeout_s):
-                response = await self._pool(target).request("POST", path, JSON_HEADERS, body)
-        except TimeoutError as exc:
+                response = await self._pool(target).request("POST", path, headers, body)
+        except BaseException as exc:  # cancelled (the client left) included
             self._in_flight[target] -= 1
-            raise self._timed_out(target) from exc
-        except httpx.TransportError as exc:
-            self._in_flight[target] -= 1
-            raise UpstreamFailed(f"upstream {target} failed: {exc}") from exc
+            if isinstance(exc, TimeoutError):
+                raise self._timed_out(target) from exc
+            if isinstance(exc, httpx.TransportError):
+                raise UpstreamFailed(f"upstream {target} failed: {exc}") from exc
+            raise
         content_type = next(
             (v.decode("latin-1") for k, v in response.headers if k.lower() == b"content-type"),
             "application/json",

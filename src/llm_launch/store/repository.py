@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import secrets
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ def _to_endpoint(row: EndpointRow) -> Endpoint:
         last_updated_at=_utc(row.last_updated_at),
         available_workers=row.available_workers,
         unavailable_workers=row.unavailable_workers,
+        forwarder_token=row.forwarder_token,
     )
 
 
@@ -98,6 +100,7 @@ class EndpointRepository:
             unavailable_workers=0,
             created_at=now,
             last_updated_at=now,
+            forwarder_token=secrets.token_urlsafe(32),  # this endpoint's data-plane secret
         )
         operation = self._operation(row, "create", now)
         try:

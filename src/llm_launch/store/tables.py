@@ -34,6 +34,9 @@ class EndpointRow(Base):
     unavailable_workers: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The endpoint's data-plane secret (secrets.token_urlsafe(32): 43 characters), which
+    # its forwarders require on every inference request; never returned by the API.
+    forwarder_token: Mapped[str] = mapped_column(String(64))
 
 
 class OperationRow(Base):

@@ -253,13 +253,14 @@ class TestPassThrough:
         engine = Engine(chat=lambda r: httpx.Response(200, json={"id": "c1"}))
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         async with forwarder(engine) as client:
-            response = await client.post(
-                "/v1/chat/completions", json=body, headers={"authorization": "Bearer k"}
-            )
+            headers = {"authorization": "Bearer k", "openai-organization": "org"}
+            response = await client.post("/v1/chat/completions", json=body, headers=headers)
         assert response.status_code == 200 and response.json() == {"id": "c1"}
         sent = engine.requests[0]
         assert json.loads(sent.content) == body
-        assert sent.headers["authorization"] == "Bearer k"
+        assert sent.headers["openai-organization"] == "org"
+        # Authorization is the forwarder's own credential: the engine never gets it.
+        assert "authorization" not in sent.headers
         assert sent.headers["host"] == "engine:5005"
 
     async def test_engine_status_and_content_type_are_preserved(self) -> None:

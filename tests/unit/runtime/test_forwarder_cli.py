@@ -145,7 +145,7 @@ class TestReadinessCache:
 
 
 PUBLIC = {
-    forwarder: ["main", "parse_args"],
+    forwarder: ["TOKEN_ENV", "main", "parse_args"],
     forwarder_app: ["ForwarderApp", "ForwarderConfig", "create_app"],
     forwarder_client: ["EngineClient", "EngineResponse", "Headers", "HttpxEngineClient"],
     forwarder_engines: [
@@ -156,7 +156,7 @@ PUBLIC = {
         "HOP_BY_HOP", "SSE_HEADERS", "ForwarderError", "Message", "Receive", "Scope", "Send",
         "as_http_error", "engine_answered", "is_event_stream", "not_allowed", "not_found",
         "read_body", "relay_launch_stream", "relay_raw_stream", "respond", "respond_error",
-        "respond_json", "saturated",
+        "respond_json", "respond_unauthorized", "saturated",
     ],
     forwarder_ready: ["Readiness", "ReadinessCheck"],
     forwarder_stream: [

@@ -5,10 +5,17 @@ relays to that group's forwarder: `/predict` and `/stream` for Launch's shapes, 
 engine's OpenAI routes for `/v2`, where `model` names the endpoint. These routes sit on
 every request, so they take the raw request (no dependency injection or model parsing
 beyond the one fast check of the forwarder's own parser) and relay bytes.
+
+A client that leaves cancels its request upstream: while a route waits for the forwarder
+(`_ClientWatch`), a disconnect cancels the wait, which closes the pooled connection to the
+forwarder, which cancels the engine's request there. Streamed answers get the same from
+Starlette, which stops the stream when its client leaves.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -17,11 +24,15 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import TypeAdapter
 
 from llm_launch.api.auth import current_owner
+from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, InvalidRequest, UpstreamFailed
 from llm_launch.runtime import launch_api
 from llm_launch.services.inference import InferenceRouter, UpstreamReply
 
 router = APIRouter(tags=["inference"])
+
+WATCH_AFTER_S = 0.02  # a request waiting this long starts watching for its client leaving
+CLIENT_CLOSED_REQUEST = 499  # what a request whose client left "answers": nobody reads it
 
 _LAUNCH_BODY = {
     "requestBody": {
@@ -49,27 +60,77 @@ _OPENAI_BODY = {
 
 @router.post("/v1/llm/completions-sync", openapi_extra=_LAUNCH_BODY)
 async def completions_sync(request: Request) -> Response:
-    inference, target, body = await _launch_call(request)
-    return await _relay(await inference.post(target, "/predict", body))
+    return await _watched(request, lambda: _launch(request, "/predict", stream=False))
 
 
 @router.post("/v1/llm/completions-stream", openapi_extra=_LAUNCH_BODY)
 async def completions_stream(request: Request) -> Response:
-    inference, target, body = await _launch_call(request)
-    return await _relay(await inference.post(target, "/stream", body), stream=True)
+    return await _watched(request, lambda: _launch(request, "/stream", stream=True))
 
 
 @router.post("/v2/chat/completions", openapi_extra=_OPENAI_BODY)
 async def chat_completions(request: Request) -> Response:
-    return await _openai(request, "/v1/chat/completions")
+    return await _watched(request, lambda: _openai(request, "/v1/chat/completions"))
 
 
 @router.post("/v2/completions", openapi_extra=_OPENAI_BODY)
 async def completions(request: Request) -> Response:
-    return await _openai(request, "/v1/completions")
+    return await _watched(request, lambda: _openai(request, "/v1/completions"))
 
 
-async def _launch_call(request: Request) -> tuple[InferenceRouter, str, bytes]:
+async def _watched(request: Request, answer: Callable[[], Awaitable[Response]]) -> Response:
+    """`answer()`, cancelled if the client leaves before it is ready (streams: until
+    their headers are in; Starlette watches the rest)."""
+    await request.body()  # read (and kept) first: the watch then owns `receive`
+    watch = _ClientWatch(request)
+    try:
+        return await answer()
+    except asyncio.CancelledError:
+        if not watch.left:
+            raise
+        watch.task.uncancel()
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    finally:
+        watch.stop()
+
+
+class _ClientWatch:
+    """Notices a route's client leaving, and then cancels the route's task.
+
+    Watching costs a task per request; it starts only once the request has waited
+    WATCH_AFTER_S, so requests answered sooner never pay for it (as in the forwarder).
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._receive = request.receive
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.left = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._watch)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    def _watch(self) -> None:
+        self._watcher = asyncio.ensure_future(self._until_disconnect())
+
+    async def _until_disconnect(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self.left = True
+        self.task.cancel()
+
+
+async def _launch(request: Request, path: str, *, stream: bool) -> Response:
+    inference, endpoint, target, body = await _launch_call(request)
+    return await _relay(await inference.post(endpoint, target, path, body), stream=stream)
+
+
+async def _launch_call(request: Request) -> tuple[InferenceRouter, Endpoint, str, bytes]:
     owner = await current_owner(request)
     name = request.query_params.get("model_endpoint_name")
     if not name:
@@ -81,7 +142,7 @@ async def _launch_call(request: Request) -> tuple[InferenceRouter, str, bytes]:
         raise InvalidRequest([FieldError(e.field, e.message) for e in exc.errors]) from None
     inference: InferenceRouter = request.app.state.inference
     endpoint = await inference.endpoint(owner, name)
-    return inference, inference.pick_target(endpoint), body
+    return inference, endpoint, inference.pick_target(endpoint), body
 
 
 async def _openai(request: Request, path: str) -> Response:
@@ -96,7 +157,7 @@ async def _openai(request: Request, path: str) -> Response:
     # The engine serves the model under its model name; clients address the endpoint.
     upstream = orjson.dumps({**body, "model": endpoint.spec.model_name})
     return await _relay(
-        await inference.post(target, path, upstream), stream=bool(body.get("stream"))
+        await inference.post(endpoint, target, path, upstream), stream=bool(body.get("stream"))
     )
 
 

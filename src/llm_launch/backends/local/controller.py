@@ -168,7 +168,9 @@ class EndpointRuntime:
         log_dir = self.log_root / f"group-{index}"
         group = ProcessGroup(self.endpoint.id, index, self.endpoint.generation, ports, log_dir)
         try:
-            group.start(self.plan_for(self.endpoint, ports), self.base_env)
+            group.start(
+                self.plan_for(self.endpoint, ports), self.base_env, self.endpoint.forwarder_token
+            )
         except BaseException:
             # Nothing records a group that never started: give its ports back now, or
             # every retry leaks another set until no owner's group can get one.
@@ -180,7 +182,8 @@ class EndpointRuntime:
         """Restart a group with the plan it was created with (an adopted group, which
         carries none, is always of the current generation)."""
         try:
-            group.start(group.plan or self.plan_for(self.endpoint, group.ports), self.base_env)
+            plan = group.plan or self.plan_for(self.endpoint, group.ports)
+            group.start(plan, self.base_env, self.endpoint.forwarder_token)
         except Exception as exc:
             # Back off like a crash, so a group that cannot spawn is not retried every tick.
             group.consecutive_failures += 1

@@ -3,7 +3,9 @@
 Built from the same LaunchPlan the Kubernetes backend renders; only the addressing
 differs: every rank is on 127.0.0.1, so each rank's engine gets its own port, and the
 LWS environment (LWS_LEADER_ADDRESS, LWS_GROUP_SIZE, LWS_WORKER_INDEX) is set here
-the way the LeaderWorkerSet controller sets it in pods.
+the way the LeaderWorkerSet controller sets it in pods. The forwarder alone gets the
+endpoint's token (LLM_LAUNCH_FORWARDER_TOKEN), in its environment: never on a command
+line, which any local user can read, and never in an engine rank's environment.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_launch.backends.local.processes import LocalProcess
-from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER
+from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER, FORWARDER_TOKEN_ENV
 from llm_launch.engines.plan import LaunchPlan
 
 LOCALHOST = "127.0.0.1"
@@ -85,7 +87,7 @@ class ProcessGroup:
     def forwarder_url(self) -> str:
         return f"http://{LOCALHOST}:{self.ports.forwarder}"
 
-    def start(self, plan: LaunchPlan, base_env: Mapping[str, str]) -> None:
+    def start(self, plan: LaunchPlan, base_env: Mapping[str, str], forwarder_token: str) -> None:
         self.plan = plan
         self.processes = []
         self.ready = False
@@ -94,6 +96,9 @@ class ProcessGroup:
             for name, argv, env in rank_commands(plan, self.ports):
                 rank = int(name.split("-")[1]) if name.startswith("rank-") else 0
                 process_env = {**base_env, **env, **self._lws_env(plan.nodes, rank)}
+                process_env.pop(FORWARDER_TOKEN_ENV, None)  # never inherited from the server
+                if name == "forwarder":
+                    process_env[FORWARDER_TOKEN_ENV] = forwarder_token
                 log_path = self.log_dir / f"{name}.log"
                 _mark_start(log_path, self.restarts, argv)
                 self.processes.append(LocalProcess.spawn(name, argv, process_env, log_path))
