@@ -18,6 +18,9 @@ from rich.table import Table
 from llm_launch.client import ApiError, LaunchClient
 from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
 from llm_launch.config.loader import CatalogError, load_hardware_catalog
+from llm_launch.config.quotas import DEFAULT_QUOTA, QuotaBook, QuotaConfigError, parse_limit
+from llm_launch.domain.checkpoints import parse_checkpoint_roots
+from llm_launch.domain.quotas import Quota
 from llm_launch.http_timeouts import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_KEEP_ALIVE_TIMEOUT_S,
@@ -126,6 +129,36 @@ def serve(
             help="seconds an idle kept-alive connection stays open",
         ),
     ] = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    quota_max_endpoints: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_QUOTA_MAX_ENDPOINTS",
+            help="endpoints per owner (a number or 'unlimited'); max_endpoints=N after a key "
+            "overrides it",
+        ),
+    ] = str(DEFAULT_QUOTA.max_endpoints),
+    quota_max_groups: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_QUOTA_MAX_GROUPS",
+            help="replica groups per owner, counting max_workers of each endpoint",
+        ),
+    ] = str(DEFAULT_QUOTA.max_groups),
+    quota_max_gpus: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_QUOTA_MAX_GPUS",
+            help="GPUs per owner (gpus x nodes_per_worker x max_workers of each endpoint)",
+        ),
+    ] = "unlimited",
+    checkpoint_roots: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_CHECKPOINT_ROOTS",
+            help="DIR[,DIR]: local checkpoints (file://, absolute paths) must be under one; "
+            "none by default, refusing them",
+        ),
+    ] = "",
     log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
@@ -134,8 +167,19 @@ def serve(
     try:
         keys = load_api_keys(api_keys_file, os.environ.get("LLM_LAUNCH_API_KEYS"))
         catalog = load_hardware_catalog(hardware_catalog)
-    except (ApiKeyConfigError, CatalogError) as exc:
+        quotas = QuotaBook(
+            Quota(
+                max_endpoints=parse_limit(quota_max_endpoints, "--quota-max-endpoints"),
+                max_groups=parse_limit(quota_max_groups, "--quota-max-groups"),
+                max_gpus=parse_limit(quota_max_gpus, "--quota-max-gpus"),
+            ),
+            keys.quota_overrides,
+        )
+        roots = parse_checkpoint_roots(checkpoint_roots)
+    except (ApiKeyConfigError, CatalogError, QuotaConfigError) as exc:
         raise _fail(str(exc)) from exc
+    except ValueError as exc:
+        raise _fail(f"--checkpoint-roots: {exc}") from exc
     if not keys.enabled and not is_loopback(host):
         raise _fail(
             f"refusing to bind {host}: no API keys are configured, so anyone who can reach "
@@ -157,6 +201,8 @@ def serve(
         data_dir=data_dir,
         api_keys=keys,
         catalog=catalog,
+        quotas=quotas,
+        checkpoint_roots=roots,
         backend=backend,
         engine_mode=engine_mode,
         kubernetes_namespace=kubernetes_namespace,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import platformdirs
 
 from llm_launch.config.api_keys import ApiKeys
 from llm_launch.config.loader import load_hardware_catalog
+from llm_launch.config.quotas import QuotaBook
 from llm_launch.domain.hardware import HardwareCatalog
 
 DEFAULT_HOST = "127.0.0.1"
@@ -28,6 +29,9 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     api_keys: ApiKeys = field(default_factory=ApiKeys)
     catalog: HardwareCatalog = field(default_factory=load_hardware_catalog)
+    quotas: QuotaBook = field(default_factory=QuotaBook)  # per-owner limits, see config/quotas
+    # Directories local checkpoints (file://, absolute paths) may be under; none: refused.
+    checkpoint_roots: tuple[PurePosixPath, ...] = ()
     backend: str = "local"  # "local" or "none" (store only: endpoints stay UPDATE_PENDING)
     engine_mode: str = "auto"  # local backend: "auto", "simulated" or "real"
     local_ports: tuple[int, int] = (20000, 29999)  # local backend: ports its groups may use

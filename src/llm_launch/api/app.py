@@ -32,7 +32,9 @@ def make_backend(settings: Settings) -> Backend | None:
         from llm_launch.backends.local.ports import PortAllocator
 
         ports = PortAllocator(*settings.local_ports)
-        return LocalBackend(settings.data_dir, settings.engine_mode, ports)
+        return LocalBackend(
+            settings.data_dir, settings.engine_mode, ports, settings.checkpoint_roots
+        )
     if settings.backend == "kubernetes":
         from llm_launch.backends.kubernetes.backend import KubernetesBackend
         from llm_launch.backends.kubernetes.config import KubernetesConfig

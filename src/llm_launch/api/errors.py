@@ -16,6 +16,7 @@ from llm_launch.domain.errors import (
     InvalidRequest,
     LaunchError,
     NotFound,
+    QuotaExceeded,
     ServiceUnavailable,
     Unauthenticated,
     UpstreamFailed,
@@ -23,6 +24,9 @@ from llm_launch.domain.errors import (
 )
 
 _STATUS: tuple[tuple[type[LaunchError], int], ...] = (
+    # 403, as Kubernetes answers a ResourceQuota: valid, but refused for this owner (not a
+    # 429: waiting does not help, only deleting or a higher limit does). Before its parent.
+    (QuotaExceeded, 403),
     (InvalidRequest, 422),
     (NotFound, 404),
     (Conflict, 409),

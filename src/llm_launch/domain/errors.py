@@ -39,6 +39,10 @@ class InvalidRequest(LaunchError):
         super().__init__("; ".join(str(e) for e in self.errors))
 
 
+class QuotaExceeded(InvalidRequest):
+    """The request is valid but would take its owner past a quota; nothing was changed."""
+
+
 class NotFound(LaunchError):
     """The object does not exist, or belongs to another owner (which we do not reveal)."""
 

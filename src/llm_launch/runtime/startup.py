@@ -25,8 +25,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from llm_launch.domain.checkpoints import parse_checkpoint_roots
 from llm_launch.engines.plan import IpFamily
 from llm_launch.runtime.engine_command import (
     SIMULATED,
@@ -48,6 +49,7 @@ from llm_launch.runtime.network import (
 )
 
 PROGRAM = "llm-launch-startup"
+ROOTS_VARIABLE = "LLM_LAUNCH_CHECKPOINT_ROOTS"
 
 
 def log(message: str) -> None:
@@ -156,9 +158,24 @@ def prepare_model(args: argparse.Namespace, request: EngineRequest) -> str:
     from llm_launch.runtime.weights import WeightsError, fetch_checkpoint
 
     try:
-        return str(fetch_checkpoint(args.checkpoint_path, Path(args.weights_dir), log=log))
+        path = fetch_checkpoint(
+            args.checkpoint_path, Path(args.weights_dir), log=log, checkpoint_roots=_roots()
+        )
+        return str(path)
     except WeightsError as exc:
         raise StartupError(str(exc)) from exc
+
+
+def _roots() -> tuple[PurePosixPath, ...] | None:
+    """Checkpoint roots from LLM_LAUNCH_CHECKPOINT_ROOTS; set but empty allows none, unset
+    (a pod not started by an llm-launch server that sets it) checks nothing."""
+    value = os.environ.get(ROOTS_VARIABLE)
+    if value is None:
+        return None
+    try:
+        return parse_checkpoint_roots(value)
+    except ValueError as exc:
+        raise StartupError(f"{ROOTS_VARIABLE}: {exc}") from exc
 
 
 def chat_template_file(args: argparse.Namespace) -> str | None:

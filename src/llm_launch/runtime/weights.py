@@ -9,7 +9,9 @@ The copy is staged in a sibling `<dest>.partial-<pid>-<token>`, stamped with a c
 marker, and renamed into place, so a final directory is always complete. A lock file per
 destination lets one process fetch while others sharing the volume wait and then reuse its copy;
 should locking be unavailable, the atomic rename still decides a winner and the loser discards its
-copy. Local sources (`file://`, absolute paths) are used in place.
+copy. Local sources (`file://`, absolute paths) are used in place; given checkpoint roots
+(LLM_LAUNCH_CHECKPOINT_ROOTS, set by the server), one whose real path, links resolved, is not
+under a root is refused before anything about it is looked at or said.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
 
+from llm_launch.domain.checkpoints import is_under
 from llm_launch.runtime.weights_clients import (
     Fetcher,
     Source,
@@ -47,19 +50,29 @@ LOCK_WAIT_LOG_S = 60.0  # how often a process waiting for another one's fetch sa
 LOCK_POLL_S = 1.0
 
 
-def fetch_checkpoint(uri: str, weights_dir: Path, *, log: Log = print) -> Path:
+def fetch_checkpoint(
+    uri: str,
+    weights_dir: Path,
+    *,
+    log: Log = print,
+    checkpoint_roots: Sequence[PurePosixPath] | None = None,
+) -> Path:
     """Make the checkpoint at `uri` available locally; return the directory the engine loads.
 
     Local directories (`file:///abs/path` or `/abs/path`) are returned as they are, without a
     copy: they are volumes the cluster already mounts (a PVC, NFS, hostPath) and the engine only
     reads them, so copying would cost the checkpoint's size in disk and minutes of start-up for
-    nothing. They are checked to be non-empty directories. Remote checkpoints are fetched once per
-    weights directory and reused while a complete copy is there.
+    nothing. They are checked to be non-empty directories. With `checkpoint_roots` (None: no
+    check), a local directory is used only if its real path is under one of them; the engine
+    then gets that real path, so a link swapped afterwards cannot redirect it. Remote
+    checkpoints are fetched once per weights directory and reused while a complete copy is there.
 
     Raises WeightsError, with a one-line message naming `uri` and the cause.
     """
     source = _parse_uri(uri)
     if source.scheme == "file":
+        if checkpoint_roots is not None:
+            source = _inside_roots(source, checkpoint_roots)
         return _local_directory(source, log)
     dest = weights_dir / destination_name(uri)
     if _is_complete(dest, source.uri):
@@ -113,6 +126,21 @@ def _parse_uri(uri: str) -> Source:
             raise WeightsError(uri, "use hf://<org>/<repo> or hf://<org>/<repo>@<revision>")
         return Source(uri.rstrip("/"), "hf", repo, revision=revision or None)
     raise WeightsError(uri, f"unsupported scheme {scheme}://")
+
+
+def _inside_roots(source: Source, roots: Sequence[PurePosixPath]) -> Source:
+    """`source` at its real path, or WeightsError if that is not under a root.
+
+    The message is the same whatever lies at the path (missing, a file, a link to elsewhere),
+    so a refused path tells nothing about the host outside the roots.
+    """
+    real_roots = [PurePosixPath(os.path.realpath(root)) for root in roots]
+    real = PurePosixPath(os.path.realpath(source.root))
+    if not is_under(real, real_roots):
+        raise WeightsError(
+            source.uri, "it is not under the checkpoint roots (LLM_LAUNCH_CHECKPOINT_ROOTS)"
+        )
+    return Source(source.uri, "file", str(real))
 
 
 def _local_directory(source: Source, log: Log) -> Path:

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
@@ -39,9 +39,16 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, data_dir: Path, engine_mode: str, ports: PortAllocator | None = None
+        self,
+        data_dir: Path,
+        engine_mode: str,
+        ports: PortAllocator | None = None,
+        checkpoint_roots: tuple[PurePosixPath, ...] = (),
     ) -> None:
         self.engine_mode = engine_mode  # "simulated" or "real"
+        # Passed to every process: the startup program refuses a local checkpoint whose real
+        # path (links resolved) leaves them, which the API's text-only check cannot see.
+        self._checkpoint_roots = ",".join(str(root) for root in checkpoint_roots)
         self._data_dir = data_dir
         self._state_dir = data_dir / "local-backend"
         self._ports = ports or PortAllocator()
@@ -162,6 +169,7 @@ class LocalBackend:
     def _base_env(self, mode: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LWS_")}
         env["LLM_LAUNCH_ENGINE_MODE"] = mode
+        env["LLM_LAUNCH_CHECKPOINT_ROOTS"] = self._checkpoint_roots
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
