@@ -328,6 +328,7 @@ def render(
         derived_endpoint_id,
         render_spec,
         to_yaml,
+        token_secret_notice,
     )
     from llm_launch.domain.names import label_value_problem
     from llm_launch.domain.spec import build_spec
@@ -353,7 +354,7 @@ def render(
             owner=owner,
         )
         objects = render_spec(spec, config, identity)
-    typer.echo(to_yaml(objects), nl=False)
+    typer.echo(token_secret_notice(spec, config, identity) + to_yaml(objects), nl=False)
 
 
 @endpoints_app.command("create")

@@ -6,7 +6,8 @@ kubeconfig that `write_kubeconfig` writes. Plain `http.server` in a thread: no a
 this side, so the client's transport is not tested against itself.
 
 Namespaced `leaderworkersets` (leaderworkerset.x-k8s.io/v1), `deployments` (apps/v1),
-`services` (v1), `horizontalpodautoscalers` (autoscaling/v2) and `pods` (v1, with `/log`):
+`services` (v1), `horizontalpodautoscalers` (autoscaling/v2), `secrets` (v1) and `pods`
+(v1, with `/log`):
 GET, LIST (label selectors), POST (409 AlreadyExists), PATCH (server-side apply, merge
 patch), PUT (409 on a stale resourceVersion), DELETE (404 NotFound; finalizers, foreground
 propagation and a small garbage collector for ownerReferences), and `?watch=true` streams
@@ -48,6 +49,7 @@ RESOURCES = {  # plural -> (apiVersion, kind)
     "services": ("v1", "Service"),
     "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "pods": ("v1", "Pod"),
+    "secrets": ("v1", "Secret"),
 }
 TOKEN = "fake-token"
 _PATH = re.compile(

@@ -105,8 +105,11 @@ class TestTheBaseManifests:
         assert grants[("", "pods")] == {"get", "list", "watch"}
         assert grants[("", "pods/log")] == {"get"}
         assert grants[("", "events")] == grants[("events.k8s.io", "events")]
+        # The forwarder tokens' Secrets: apply, check, prune and delete; no watch or update.
+        assert grants[("", "secrets")] == {"create", "get", "list", "patch", "delete"}
         assert not any("*" in verbs for verbs in grants.values())
-        assert not any("*" in resource or "secrets" in resource for _, resource in grants)
+        assert not any("*" in resource for _, resource in grants)
+        assert [r for _, r in grants if "secrets" in r] == ["secrets"]
 
     def test_the_api_server_listens_on_all_addresses_with_keys_and_database_from_secrets(
         self,

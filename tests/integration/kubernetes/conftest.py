@@ -66,6 +66,7 @@ def an_endpoint(body: dict[str, Any], *, endpoint_id: str, generation: int = 1) 
         generation=generation,
         created_at=now,
         last_updated_at=now,
+        forwarder_token=f"token-of-{endpoint_id}",
     )
 
 

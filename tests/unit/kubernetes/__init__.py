@@ -25,6 +25,7 @@ from tests.builders import endpoint_body, seed_body
 CATALOG = load_hardware_catalog()
 ENDPOINT_ID = "end_0123456789abcdef0123456789abcdef"
 OWNER = "alice"
+FORWARDER_TOKEN = "test-forwarder-token-0123456789abcdefghijklm"
 _CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 Manifest = dict[str, Any]
@@ -43,6 +44,7 @@ def an_endpoint(
         generation=3,
         created_at=_CREATED,
         last_updated_at=_CREATED,
+        forwarder_token=FORWARDER_TOKEN,
     )
 
 

@@ -69,6 +69,6 @@ def test_the_rendering_matches_the_golden_file(name: str) -> None:
 
 def test_a_changed_rendering_shows_as_a_diff_naming_the_field() -> None:
     objects = copy.deepcopy(rendered(seed_body()))
-    objects[0]["spec"]["leaderWorkerTemplate"]["size"] = 3
+    objects[1]["spec"]["leaderWorkerTemplate"]["size"] = 3  # [0] is the token Secret
     diff = golden_diff(objects, GOLDEN / "kubernetes-seed.yaml")
     assert "-    size: 2" in diff and "+    size: 3" in diff

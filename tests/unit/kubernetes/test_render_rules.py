@@ -406,7 +406,11 @@ class TestAutoscaling:
         assert metric == {"name": "inflight_requests"}
 
     def test_a_fixed_size_endpoint_has_no_hpa(self) -> None:
-        assert [o["kind"] for o in rendered(seed_body())] == ["LeaderWorkerSet", "Service"]
+        assert [o["kind"] for o in rendered(seed_body())] == [
+            "Secret",
+            "LeaderWorkerSet",
+            "Service",
+        ]
 
 
 class TestScaleToZero:
@@ -436,6 +440,7 @@ class TestNamesAndLabels:
         # Pinned: another suffix for the same owner and name would rename, hence recreate,
         # every endpoint's objects on upgrade.
         assert [o["metadata"]["name"] for o in objects] == [
+            "llm-deepseek-r1-l5oyco-token",
             "llm-deepseek-r1-l5oyco",
             "llm-deepseek-r1-l5oyco-leader",
             "llm-deepseek-r1-l5oyco",
@@ -453,12 +458,14 @@ class TestNamesAndLabels:
         lws_name = by_kind(rendered(multinode))["LeaderWorkerSet"]["metadata"]["name"]
         assert len(lws_name) == 51 - 12 // 10
         for obj in rendered(multinode) + rendered(single):
-            assert len(obj["metadata"]["name"]) <= 63
+            limit = 253 if obj["kind"] == "Secret" else 63  # a DNS subdomain, else a label
+            assert len(obj["metadata"]["name"]) <= limit
             assert len(obj["metadata"]["labels"][LABEL_ENDPOINT]) <= 63
 
     def test_objects_and_pods_carry_endpoint_id_owner_and_the_request_labels(self) -> None:
         objects = rendered(seed_body())
-        templates = [leader(objects[0]), worker(objects[0])]
+        workload = by_kind(objects)["LeaderWorkerSet"]
+        templates = [leader(workload), worker(workload)]
         for labels in [o["metadata"]["labels"] for o in objects] + [
             t["metadata"]["labels"] for t in templates
         ]:
@@ -478,12 +485,12 @@ class TestNamesAndLabels:
         endpoint = an_endpoint(seed_body())
         later = dataclasses.replace(endpoint, generation=endpoint.generation + 1)
         first, second = render_endpoint(endpoint, a_config()), render_endpoint(later, a_config())
-        assert first[0]["metadata"]["annotations"] == {
+        assert first[1]["metadata"]["annotations"] == {
             "llm-launch.io/generation": "3",
             "llm-launch.io/control-plane": "default",
         }
         assert second[0]["metadata"]["annotations"]["llm-launch.io/generation"] == "4"
-        assert first[0]["spec"] == second[0]["spec"]
+        assert first[1]["spec"] == second[1]["spec"]
 
 
 class TestPurity:

@@ -150,12 +150,17 @@ def label_problems(labels: dict[str, str]) -> list[str]:
 
 def all_labels(obj: Manifest) -> Iterator[dict[str, str]]:
     yield obj["metadata"]["labels"]
-    spec = obj["spec"]
+    spec = obj.get("spec", {})  # a Secret has none
     for template in (spec.get("template"), *spec.get("leaderWorkerTemplate", {}).values()):
         if isinstance(template, dict):
             yield template["metadata"]["labels"]
     if "selector" in spec:
         yield spec["selector"].get("matchLabels", spec["selector"])
+
+
+def of_kind(objects: list[Manifest], kind: str) -> Manifest:
+    (found,) = [o for o in objects if o["kind"] == kind]
+    return found
 
 
 def case_objects(kind: str | None = None) -> list[Any]:
@@ -193,7 +198,7 @@ class TestTheValidatorsCatchMistakes:
 
     def seed_lws(self) -> Manifest:
         body, config = CASES["seed"]
-        return copy.deepcopy(rendered(body, **config)[0])
+        return copy.deepcopy(of_kind(rendered(body, **config), "LeaderWorkerSet"))
 
     def test_an_unknown_field_in_a_leaderworkerset(self) -> None:
         lws = self.seed_lws()
@@ -229,9 +234,15 @@ class TestTheValidatorsCatchMistakes:
 
     def test_a_service_port_as_a_number_string(self) -> None:
         body, config = CASES["single-node-vllm"]
-        service = rendered(body, **config)[1]
+        service = of_kind(rendered(body, **config), "Service")
         service["spec"]["ports"][0]["port"] = "80"
         assert kubernetes_errors(service, K8S_VERSIONS[0]) != []
+
+    def test_a_secret_whose_data_is_misplaced(self) -> None:
+        body, config = CASES["seed"]
+        secret = of_kind(rendered(body, **config), "Secret")
+        secret["spec"] = {"data": secret.pop("data")}
+        assert kubernetes_errors(secret, K8S_VERSIONS[0]) != []
 
     def test_a_label_value_too_long(self) -> None:
         assert label_problems({"team": "x" * 64}) != []

@@ -17,6 +17,8 @@ Apply is server-side apply (`PATCH`, `application/apply-patch+yaml`, fieldManage
   whose message says nothing about that object's endpoint (it may be another owner's).
 A 409 on the patch itself (only an optimistic-concurrency race once `force` is set) is
 retried a few times, then surfaced as our Conflict; the reconciler retries next pass.
+An error about a Secret (the forwarder token's) has the Secret's values redacted before
+it is raised: its message becomes the endpoint's status_reason.
 
 Delete uses foreground propagation, so an object disappears only after its dependents
 (the LeaderWorkerSet's StatefulSets and pods) are gone; `wait_gone` polls until nothing
@@ -26,6 +28,8 @@ labelled with the endpoint id is left, pods included, or raises DeletionTimeout.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -48,6 +52,7 @@ from llm_launch.backends.kubernetes.render_names import (
     LABEL_ENDPOINT_ID,
     MANAGED_SELECTOR,
 )
+from llm_launch.domain.errors import FieldError, InvalidRequest, LaunchError
 
 Object = dict[str, Any]
 APPLY_ATTEMPTS = 3
@@ -68,6 +73,16 @@ async def apply_objects(
 
 
 async def apply_one(client: KubeClient, namespace: str, endpoint_id: str, obj: Object) -> Object:
+    try:
+        return await _apply_one(client, namespace, endpoint_id, obj)
+    except LaunchError as exc:
+        hidden = _secret_values(obj)
+        if hidden and any(value in str(exc) for value in hidden):
+            raise _redacted(exc, hidden) from None  # not chained: the cause holds it too
+        raise
+
+
+async def _apply_one(client: KubeClient, namespace: str, endpoint_id: str, obj: Object) -> Object:
     resource = resource_of(obj)
     namespace = obj["metadata"].get("namespace") or namespace
     await _check_ours(client, resource, namespace, obj["metadata"]["name"], endpoint_id)
@@ -196,6 +211,34 @@ async def _check_ours(
             f"the Kubernetes name {name} ({resource.kind} in namespace {namespace}) is taken "
             "by an object llm-launch does not manage for this endpoint; use another endpoint name"
         )
+
+
+def _secret_values(obj: Object) -> list[str]:
+    """A Secret's values, encoded and decoded: what an error about it must not show (an
+    API server's message may quote the value it refused; it ends up in status_reason)."""
+    if obj.get("kind") != "Secret":
+        return []
+    values = []
+    for encoded in (obj.get("data") or {}).values():
+        values.append(str(encoded))
+        with contextlib.suppress(ValueError):
+            values.append(base64.b64decode(str(encoded)).decode())
+    values += [str(v) for v in (obj.get("stringData") or {}).values()]
+    # Longest first, so that a value containing another is hidden whole.
+    return sorted((v for v in values if v), key=len, reverse=True)
+
+
+def _redacted(exc: LaunchError, hidden: Sequence[str]) -> LaunchError:
+    """The same error, of the same class, with every hidden value replaced."""
+
+    def clean(text: str) -> str:
+        for value in hidden:
+            text = text.replace(value, "[redacted]")
+        return text
+
+    if isinstance(exc, InvalidRequest):
+        return type(exc)([FieldError(clean(e.field), clean(e.message)) for e in exc.errors])
+    return type(exc)(clean(exc.message))
 
 
 def _missing_kind(resource: Resource, message: str) -> str:

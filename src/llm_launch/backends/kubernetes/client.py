@@ -60,10 +60,12 @@ DEPLOYMENT = Resource("apps/v1", "Deployment", "deployments")
 SERVICE = Resource("v1", "Service", "services")
 HPA = Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 POD = Resource("v1", "Pod", "pods")
+SECRET = Resource("v1", "Secret", "secrets")
 
 # The kinds llm-launch creates, in the order they are deleted (the autoscaler first, so it
-# cannot scale a workload that is going away).
-MANAGED: tuple[Resource, ...] = (HPA, SERVICE, LEADER_WORKER_SET, DEPLOYMENT)
+# cannot scale a workload that is going away; the forwarder token's Secret last, as pods
+# still starting read it).
+MANAGED: tuple[Resource, ...] = (HPA, SERVICE, LEADER_WORKER_SET, DEPLOYMENT, SECRET)
 _BY_KIND = {(r.api_version, r.kind): r for r in (*MANAGED, POD)}
 
 

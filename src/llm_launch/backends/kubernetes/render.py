@@ -8,13 +8,17 @@ templates; the caller applies, prints or diffs the result.
 Public API (pinned by `__all__`; the backend's apply/watch modules rely on it):
 
 - `render_endpoint(endpoint, config) -> list[dict]`: the objects of a stored endpoint, in
-  apply order: the workload, its Service, then (when autoscaled) its
-  HorizontalPodAutoscaler. Raises `InvalidRequest` if `check_supported` finds problems.
-- `render_spec(spec, config, identity)`: the same from a spec and an `EndpointIdentity`.
+  apply order: the Secret holding its forwarder token, the workload, its Service, then
+  (when autoscaled) its HorizontalPodAutoscaler. Raises `InvalidRequest` if
+  `check_supported` finds problems.
+- `render_spec(spec, config, identity)`: the same from a spec and an `EndpointIdentity`,
+  without the Secret (there is no stored token: output meant for review or GitOps never
+  holds one); its pods still refer to it by name, `secret_name(owner, spec)`.
 - `check_supported(spec, config) -> list[FieldError]`: what this backend cannot run
   (min_workers=0 below max_workers: scale from zero; a GPU type or framework this
   installation does not know). Empty when supported; call it before accepting a spec.
-- `to_yaml(objects) -> str`: multi-document YAML.
+- `to_yaml(objects) -> str`: multi-document YAML; `token_secret_notice(spec, config,
+  identity)`: comment lines for `render_spec` output naming the Secret its pods need.
 - From `render_names`: `object_name(owner, spec)` (`llm-<name>-<owner suffix>`:
   LeaderWorkerSet, Deployment, HPA), `service_name(owner, spec)` (`<object name>-leader`
   multi-node, the object name single-node), `service_url(owner, spec, namespace)`,
@@ -23,6 +27,8 @@ Public API (pinned by `__all__`; the backend's apply/watch modules rely on it):
   llm-launch manages) and `ANNOTATION_GENERATION`.
 
 Objects:
+- a Secret (type Opaque, key `token`) with the endpoint's forwarder token; only the
+  leader's forwarder container reads it, as LLM_LAUNCH_FORWARDER_TOKEN via secretKeyRef;
 - multi-node: a LeaderWorkerSet (`size` = nodes_per_worker; leader = engine rank 0 plus
   the forwarder; workers = the engine) and a Service selecting leaders only;
 - single-node: a Deployment (the leader's pod) and a Service selecting its pods;
@@ -33,6 +39,7 @@ Objects:
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import yaml
@@ -55,10 +62,16 @@ from llm_launch.backends.kubernetes.render_names import (
     object_labels,
     object_name,
     pod_selector,
+    secret_name,
     service_name,
     service_url,
 )
-from llm_launch.backends.kubernetes.render_pod import Manifest, PodContext, pod_template
+from llm_launch.backends.kubernetes.render_pod import (
+    TOKEN_KEY,
+    Manifest,
+    PodContext,
+    pod_template,
+)
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, InvalidRequest
 from llm_launch.domain.spec import EndpointSpec
@@ -84,9 +97,11 @@ __all__ = [
     "pod_selector",
     "render_endpoint",
     "render_spec",
+    "secret_name",
     "service_name",
     "service_url",
     "to_yaml",
+    "token_secret_notice",
 ]
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
@@ -96,20 +111,31 @@ _PROGRESS_MARGIN_S = 900
 
 
 def render_endpoint(endpoint: Endpoint, config: KubernetesConfig) -> list[Manifest]:
-    """The Kubernetes objects of a stored endpoint (see the module docstring)."""
+    """The Kubernetes objects of a stored endpoint (see the module docstring), its forwarder
+    token's Secret first."""
+    if not endpoint.forwarder_token:
+        # The store gives every endpoint one; without it the forwarder would not start.
+        raise ValueError(f"endpoint {endpoint.id} has no forwarder token")
     identity = EndpointIdentity(
         name=endpoint.name,
         endpoint_id=endpoint.id,
         owner=endpoint.owner,
         generation=endpoint.generation,
     )
-    return render_spec(endpoint.spec, config, identity)
+    return _render(endpoint.spec, config, identity, endpoint.forwarder_token)
 
 
 def render_spec(
     spec: EndpointSpec, config: KubernetesConfig, identity: EndpointIdentity
 ) -> list[Manifest]:
-    """The Kubernetes objects of `spec`, labelled for `identity`."""
+    """The Kubernetes objects of `spec`, labelled for `identity`. No Secret: the pods
+    refer to `secret_name(identity.owner, spec)`, which must exist (key `token`)."""
+    return _render(spec, config, identity, None)
+
+
+def _render(
+    spec: EndpointSpec, config: KubernetesConfig, identity: EndpointIdentity, token: str | None
+) -> list[Manifest]:
     errors = check_supported(spec, config)
     if errors:
         raise InvalidRequest(errors)
@@ -121,12 +147,16 @@ def render_spec(
         gpu=config.catalog.get(spec.gpu_type) if spec.gpu_type else None,
         labels=labels,
         in_leaderworkerset=plan.worker is not None,
+        token_secret=secret_name(identity.owner, spec),
     )
     build = _leaderworkerset if plan.worker is not None else _deployment
     workload = build(plan, ctx, identity)
     objects = [workload, _service(plan, ctx, identity)]
     if is_autoscaled(spec):
         objects.append(_autoscaler(workload, ctx, identity))
+    if token is not None:
+        # First: the leader's forwarder cannot start until its Secret exists.
+        objects.insert(0, _token_secret(token, ctx, identity))
     return objects
 
 
@@ -164,6 +194,21 @@ def check_supported(spec: EndpointSpec, config: KubernetesConfig) -> list[FieldE
     return errors
 
 
+def token_secret_notice(
+    spec: EndpointSpec, config: KubernetesConfig, identity: EndpointIdentity
+) -> str:
+    """YAML comment lines for `render_spec` output: the Secret its pods need, and how to
+    make one. Output meant for review or GitOps holds no token, so it says so instead."""
+    name = secret_name(identity.owner, spec)
+    return (
+        f"# The leader's forwarder reads its token from Secret {name} (key `{TOKEN_KEY}`)\n"
+        f"# in namespace {config.namespace}; it must exist first, e.g.\n"
+        f"#   kubectl -n {config.namespace} create secret generic {name} \\\n"
+        f'#     --from-literal={TOKEN_KEY}="$(openssl rand -hex 32)"\n'
+        "# and whatever routes to the Service must send it as `Authorization: Bearer <token>`.\n"
+    )
+
+
 def to_yaml(objects: list[Manifest]) -> str:
     """Multi-document YAML, keys in rendering order."""
     return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=1000)
@@ -190,6 +235,18 @@ def _replicas(spec: EndpointSpec) -> dict[str, int]:
 
 def _rollout(config: KubernetesConfig) -> dict[str, Any]:
     return {"maxUnavailable": config.max_unavailable, "maxSurge": config.max_surge}
+
+
+def _token_secret(token: str, ctx: PodContext, identity: EndpointIdentity) -> Manifest:
+    """The endpoint's forwarder token, under `data` (base64): server-side apply then owns
+    exactly the field it sets (with `stringData` the API server would write `data`)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(ctx.token_secret, ctx, identity),
+        "type": "Opaque",
+        "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
 
 
 def _leaderworkerset(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdentity) -> Manifest:

@@ -15,7 +15,7 @@ from llm_launch.backends.kubernetes.render_names import LABEL_ROLE, LWS_NAME_LAB
 from llm_launch.domain.hardware import GpuType, Toleration
 from llm_launch.domain.quantity import parse_quantity
 from llm_launch.domain.spec import EndpointSpec
-from llm_launch.engines.common import ENGINE_CONTAINER
+from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER, FORWARDER_TOKEN_ENV
 from llm_launch.engines.plan import ContainerPlan, Probe, Role, RolePlan
 
 Manifest = dict[str, Any]
@@ -29,6 +29,8 @@ DOWNWARD_ENV = (
     ("POD_NAME", "metadata.name"),
     ("POD_NAMESPACE", "metadata.namespace"),
 )
+# The key of the forwarder token in the endpoint's Secret (render.token_secret).
+TOKEN_KEY = "token"
 # The LeaderWorkerSet controller injects LWS_LEADER_ADDRESS, LWS_GROUP_SIZE and
 # LWS_WORKER_INDEX, but not its own name: read it from the label it sets.
 LWS_NAME_ENV = ("LWS_NAME", f"metadata.labels['{LWS_NAME_LABEL}']")
@@ -48,6 +50,7 @@ class PodContext:
     gpu: GpuType | None  # the catalog entry of spec.gpu_type
     labels: dict[str, str]
     in_leaderworkerset: bool
+    token_secret: str  # the Secret whose TOKEN_KEY the leader's forwarder requires
 
 
 def pod_template(role: RolePlan, ctx: PodContext) -> Manifest:
@@ -93,7 +96,7 @@ def container(plan: ContainerPlan, ctx: PodContext) -> Manifest:
         "image": image(ctx.spec, ctx.config),
         "imagePullPolicy": ctx.config.image_pull_policy,
         "command": list(plan.command),
-        "env": _env(plan, ctx.in_leaderworkerset),
+        "env": _env(plan, ctx),
         "ports": [
             {"name": name, "containerPort": port, "protocol": "TCP"}
             for name, port in plan.ports.items()
@@ -128,11 +131,16 @@ def http_probe(probe: Probe) -> Manifest:
     return result
 
 
-def _env(plan: ContainerPlan, in_leaderworkerset: bool) -> list[Manifest]:
-    downward = [*DOWNWARD_ENV, LWS_NAME_ENV] if in_leaderworkerset else list(DOWNWARD_ENV)
+def _env(plan: ContainerPlan, ctx: PodContext) -> list[Manifest]:
+    downward = [*DOWNWARD_ENV, LWS_NAME_ENV] if ctx.in_leaderworkerset else list(DOWNWARD_ENV)
     env = [{"name": n, "valueFrom": {"fieldRef": {"fieldPath": path}}} for n, path in downward]
-    taken = {name for name, _ in downward}
+    taken = {name for name, _ in downward} | {FORWARDER_TOKEN_ENV}
     env += [{"name": k, "value": v} for k, v in plan.env.items() if k not in taken]
+    if plan.name == FORWARDER_CONTAINER:
+        # Only the forwarder (on leaders only) holds the token, and by reference: the
+        # value is in no pod spec, which many more people and tools can read than Secrets.
+        ref = {"name": ctx.token_secret, "key": TOKEN_KEY}
+        env.append({"name": FORWARDER_TOKEN_ENV, "valueFrom": {"secretKeyRef": ref}})
     return env
 
 
