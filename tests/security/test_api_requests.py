@@ -16,6 +16,7 @@ import pytest
 
 from tests.builders import endpoint_body
 from tests.conftest import ALICE_KEY, API_KEYS_ENV
+from tests.support.databases import fresh_postgres_database
 from tests.support.server import RunningServer
 
 ENDPOINTS = "/v1/llm/model-endpoints"
@@ -293,3 +294,40 @@ class TestOpenApiSecurity:
                 assert requirements, (method, path)
                 assert {name for r in requirements for name in r} == set(schemes), (method, path)
                 assert "401" in operation["responses"], (method, path)
+
+
+@pytest.fixture(scope="module")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """PostgreSQL refuses a NUL in text, where SQLite stores it: the stricter database."""
+    data_dir = tmp_path_factory.mktemp("api-requests-postgres")
+    with fresh_postgres_database() as url:
+        running = RunningServer(url, data_dir, API_KEYS_ENV).start()
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+class TestEndpointNamesInTheUrl:
+    @pytest.mark.parametrize(
+        "method, path",
+        [
+            ("GET", f"{ENDPOINTS}?name=a%00b"),
+            ("GET", f"{ENDPOINTS}/a%00b"),
+            ("PUT", f"{ENDPOINTS}/a%00b"),
+            ("DELETE", f"{ENDPOINTS}/a%00b"),
+            ("GET", f"{ENDPOINTS}/a%00b/logs"),
+            ("GET", f"{ENDPOINTS}/{'a' * 5000}"),
+        ],
+    )
+    def test_a_name_no_endpoint_can_have_is_a_422_naming_it_not_a_server_error(
+        self, postgres_server: RunningServer, method: str, path: str
+    ) -> None:
+        response = httpx.request(
+            method,
+            f"{postgres_server.url}{path}",
+            headers={"x-api-key": ALICE_KEY},
+            json={"min_workers": 1} if method == "PUT" else None,
+        )
+        body = assert_error_shape(response, 422)
+        assert [e["field"] for e in body["errors"]] == ["name"]

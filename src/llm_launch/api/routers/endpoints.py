@@ -17,6 +17,8 @@ from llm_launch.api.schemas import (
     TaskResponse,
     UpdateEndpointRequest,
 )
+from llm_launch.domain.errors import FieldError, InvalidRequest
+from llm_launch.domain.names import dns1123_label_problem
 from llm_launch.services.endpoints import EndpointService
 
 router = APIRouter(
@@ -41,6 +43,18 @@ def _service(request: Request) -> EndpointService:
 Service = Annotated[EndpointService, Depends(_service)]
 
 
+def _checked_name(name: str) -> str:
+    """An endpoint name from the URL. One that breaks the naming rule can name no endpoint;
+    refusing it here (422, naming `name`) also keeps what the database cannot store (a
+    NUL byte, which PostgreSQL refuses) from reaching it."""
+    if (problem := dns1123_label_problem(name)) is not None:
+        raise InvalidRequest([FieldError("name", problem)])
+    return name
+
+
+Name = Annotated[str, Depends(_checked_name)]  # a dependency: FastAPI reads `name` from the path
+
+
 @router.post("", response_model=TaskResponse)
 async def create_endpoint(
     body: CreateEndpointRequest, owner: Owner, service: Service
@@ -53,20 +67,20 @@ async def create_endpoint(
 async def list_endpoints(
     owner: Owner, service: Service, name: Annotated[str | None, Query()] = None
 ) -> ListEndpointsResponse:
-    endpoints = await service.list(owner, name)
+    endpoints = await service.list(owner, None if name is None else _checked_name(name))
     return ListEndpointsResponse(
         model_endpoints=[EndpointResponse.from_endpoint(e) for e in endpoints]
     )
 
 
 @router.get("/{name}", response_model=EndpointResponse)
-async def get_endpoint(name: str, owner: Owner, service: Service) -> EndpointResponse:
+async def get_endpoint(name: Name, owner: Owner, service: Service) -> EndpointResponse:
     return EndpointResponse.from_endpoint(await service.get(owner, name))
 
 
 @router.put("/{name}", response_model=TaskResponse)
 async def update_endpoint(
-    name: str, body: UpdateEndpointRequest, owner: Owner, service: Service
+    name: Name, body: UpdateEndpointRequest, owner: Owner, service: Service
 ) -> TaskResponse:
     _, task_id = await service.update(owner, name, body.model_dump(exclude_unset=True))
     return TaskResponse(endpoint_creation_task_id=task_id)
@@ -74,7 +88,7 @@ async def update_endpoint(
 
 @router.get("/{name}/logs", response_class=PlainTextResponse)
 async def endpoint_logs(
-    name: str,
+    name: Name,
     owner: Owner,
     service: Service,
     group: Annotated[int, Query(ge=0)] = 0,
@@ -88,6 +102,6 @@ async def endpoint_logs(
 
 
 @router.delete("/{name}", response_model=DeleteResponse)
-async def delete_endpoint(name: str, owner: Owner, service: Service) -> DeleteResponse:
+async def delete_endpoint(name: Name, owner: Owner, service: Service) -> DeleteResponse:
     await service.delete(owner, name)
     return DeleteResponse(deleted=True)
