@@ -15,6 +15,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from llm_launch.backends.local.environment import parse_pass_env, pass_env_errors
 from llm_launch.client import ApiError, LaunchClient
 from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
 from llm_launch.config.loader import CatalogError, load_hardware_catalog
@@ -159,6 +160,22 @@ def serve(
             "none by default, refusing them",
         ),
     ] = "",
+    local_max_processes: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LLM_LAUNCH_LOCAL_MAX_PROCESSES",
+            help="local backend: processes all groups may run at once (default: 8 per CPU, "
+            "at least 16); groups beyond it wait for capacity",
+        ),
+    ] = None,
+    pass_env: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_PASS_ENV",
+            help="local backend: NAME[,PREFIX*] of this server's variables its processes also "
+            "get (e.g. AWS_*,HF_TOKEN); they get only an allow-list otherwise",
+        ),
+    ] = "",
     log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
@@ -193,7 +210,16 @@ def serve(
     first, _, last = local_ports.partition("-")
     if not (first.isdigit() and last.isdigit() and 1024 <= int(first) <= int(last) <= 65535):
         raise _fail(f"--local-ports must be FIRST-LAST within 1024-65535 (got {local_ports!r})")
+    passed = parse_pass_env(pass_env)
+    if refused := pass_env_errors(passed):
+        raise _fail(f"--pass-env: {'; '.join(refused)}")
+    if local_max_processes is not None and local_max_processes < 1:
+        raise _fail(f"--local-max-processes must be at least 1 (got {local_max_processes})")
+    # Everything the server and its processes create (database, logs, records, weights)
+    # is private to its user: folders 0700, files 0600.
+    os.umask(0o077)
     data_dir = data_dir or default_data_dir()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings = Settings(
         database_url=database_url or default_sqlite_url(data_dir),
         host=host,
@@ -213,6 +239,8 @@ def serve(
         header_timeout_s=header_timeout,
         keep_alive_timeout_s=keep_alive_timeout,
         local_ports=(int(first), int(last)),
+        local_max_processes=local_max_processes,
+        pass_env=passed,
     )
     mode = (
         f"{len(keys.owners)} owner(s) with API keys"

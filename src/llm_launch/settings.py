@@ -35,6 +35,10 @@ class Settings:
     backend: str = "local"  # "local" or "none" (store only: endpoints stay UPDATE_PENDING)
     engine_mode: str = "auto"  # local backend: "auto", "simulated" or "real"
     local_ports: tuple[int, int] = (20000, 29999)  # local backend: ports its groups may use
+    # local backend: processes its groups may run at once (None: the backend's default)
+    local_max_processes: int | None = None
+    # local backend: server variables its processes also get (names or PREFIX* patterns)
+    pass_env: tuple[str, ...] = ()
     reconcile_interval_s: float = 0.5
     inference_timeout_s: float = 600.0  # wait for an answer to start, or between chunks
     max_request_bytes: int = 1024 * 1024  # a larger request body is a 413, never read whole

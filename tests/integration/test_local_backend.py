@@ -29,7 +29,9 @@ def sglang_body(**overrides: object) -> dict[str, object]:
 class Local:
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
-        self.env = {"LLM_LAUNCH_API_KEYS": f"alice:{KEY}", MARKER: str(data_dir), **env}
+        # Spawned processes get an allow-listed environment: pass the marker on purpose.
+        self.env = {"LLM_LAUNCH_API_KEYS": f"alice:{KEY}", MARKER: str(data_dir),
+                    "LLM_LAUNCH_PASS_ENV": MARKER, **env}  # fmt: skip
         self.server = self.start()
 
     def start(self) -> RunningServer:
@@ -183,15 +185,13 @@ def test_a_not_ready_endpoint_answers_503_with_its_status(tmp_path: Path) -> Non
             os.kill(pid, signal.SIGKILL)
 
 
-def test_an_endpoint_that_cannot_get_its_ports_is_update_failed_saying_so(tmp_path: Path) -> None:
+def test_an_endpoint_that_could_never_get_its_ports_is_refused_saying_so(tmp_path: Path) -> None:
     cramped = Local(tmp_path, LLM_LAUNCH_LOCAL_PORTS="40100-40102")  # a 2-node group needs 4
     try:
         body = sglang_body(nodes_per_worker=2, gpus=2, num_shards=2)
-        cramped.client.post("/v1/llm/model-endpoints", json=body)
-        failed = wait_for(
-            cramped.client, str(body["name"]), lambda e: e["status"] == "UPDATE_FAILED"
-        )
-        assert "no 4 free ports in 40100-40102" in failed["spec"]["status_reason"]
+        refused = cramped.client.post("/v1/llm/model-endpoints", json=body)
+        assert refused.status_code == 422
+        assert "need more than the 3 ports of --local-ports 40100-40102" in refused.text
     finally:
         cramped.server.stop()
         for pid in processes_with_env(MARKER, str(tmp_path)):

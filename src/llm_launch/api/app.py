@@ -33,7 +33,12 @@ def make_backend(settings: Settings) -> Backend | None:
 
         ports = PortAllocator(*settings.local_ports)
         return LocalBackend(
-            settings.data_dir, settings.engine_mode, ports, settings.checkpoint_roots
+            settings.data_dir,
+            settings.engine_mode,
+            ports,
+            settings.checkpoint_roots,
+            pass_env=settings.pass_env,
+            max_processes=settings.local_max_processes,
         )
     if settings.backend == "kubernetes":
         from llm_launch.backends.kubernetes.backend import KubernetesBackend

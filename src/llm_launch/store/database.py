@@ -6,6 +6,7 @@ a synchronous engine, then returns the async engine every request uses.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -38,8 +39,8 @@ def _driver_urls(url: str) -> tuple[URL, URL]:
 def migrate(url: str) -> None:
     """Bring the schema up to the newest Alembic revision."""
     sync_url, _ = _driver_urls(url)
-    if sync_url.get_backend_name() == "sqlite" and sync_url.database:
-        Path(sync_url.database).parent.mkdir(parents=True, exist_ok=True)
+    if sync_url.get_backend_name() == "sqlite" and sync_url.database not in (None, "", ":memory:"):
+        _create_private(Path(str(sync_url.database)))
     engine = create_engine(sync_url)
     try:
         with engine.begin() as connection:
@@ -49,6 +50,14 @@ def migrate(url: str) -> None:
             command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file 0600 in a 0700 folder before SQLite does (its WAL and SHM
+    files take the database file's mode): it holds every owner's endpoints."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def open_database(url: str) -> AsyncEngine:

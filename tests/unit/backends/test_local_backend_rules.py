@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from llm_launch.backends.local.backend import observe_runtime
+from llm_launch.backends.local.capacity import Capacity
 from llm_launch.backends.local.controller import MAX_BACKOFF_S, EndpointRuntime, backoff_s
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup, replace_flag
 from llm_launch.backends.local.ports import PortAllocator, PortsExhausted, port_is_free
@@ -40,7 +41,7 @@ def a_group(index: int = 0, generation: int = 1, **state: Any) -> ProcessGroup:
 
 def runtime(endpoint: Endpoint, *groups: ProcessGroup) -> EndpointRuntime:
     return EndpointRuntime(
-        endpoint=endpoint, plan_for=lambda e, p: None, ports=PortAllocator(),  # type: ignore[arg-type,return-value]
+        endpoint=endpoint, plan_for=lambda e, p: None, capacity=Capacity(PortAllocator()),  # type: ignore[arg-type,return-value]
         log_root=Path("/tmp"), base_env={}, http=None, persist=lambda r: None,  # type: ignore[arg-type]
         groups={g.index: g for g in groups},
     )  # fmt: skip

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path, PurePosixPath
@@ -20,8 +21,11 @@ from typing import Any
 import httpx
 
 from llm_launch.backends.base import Observation
+from llm_launch.backends.local.capacity import Capacity
 from llm_launch.backends.local.controller import CRASH_LOOP_FAILURES, EndpointRuntime
 from llm_launch.backends.local.engine_mode import resolve_engine_mode
+from llm_launch.backends.local.environment import child_environment
+from llm_launch.backends.local.files import private_dir, write_private
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup, stop_recorded_processes
 from llm_launch.backends.local.ports import PortAllocator
 from llm_launch.domain.endpoint import Endpoint
@@ -44,14 +48,19 @@ class LocalBackend:
         engine_mode: str,
         ports: PortAllocator | None = None,
         checkpoint_roots: tuple[PurePosixPath, ...] = (),
+        pass_env: tuple[str, ...] = (),
+        max_processes: int | None = None,
     ) -> None:
         self.engine_mode = engine_mode  # "simulated" or "real"
+        self._pass_env = pass_env  # --pass-env: server variables spawned processes also get
         # Passed to every process: the startup program refuses a local checkpoint whose real
         # path (links resolved) leaves them, which the API's text-only check cannot see.
         self._checkpoint_roots = ",".join(str(root) for root in checkpoint_roots)
         self._data_dir = data_dir
         self._state_dir = data_dir / "local-backend"
         self._ports = ports or PortAllocator()
+        # Shared by every endpoint: groups start only within it, fairly (see capacity.py).
+        self._capacity = Capacity(self._ports, max_processes)
         self._runtimes: dict[str, EndpointRuntime] = {}
         self._tombstones: set[str] = set()
         self._records = self._load_records()
@@ -59,7 +68,8 @@ class LocalBackend:
 
     # -- the Backend contract ----------------------------------------------------------
     def check(self, spec: EndpointSpec) -> list[FieldError]:
-        return []  # every valid spec runs here (simulated where no GPU exists)
+        # Every valid spec runs here (simulated where no GPU exists) if it fits at all.
+        return self._capacity.check(spec)
 
     async def apply(self, endpoint: Endpoint) -> None:
         if endpoint.id in self._tombstones:
@@ -95,6 +105,8 @@ class LocalBackend:
         for record in self._records.pop(endpoint.id, []):
             await asyncio.to_thread(stop_recorded_processes, record)
         self._state_path(endpoint.id).unlink(missing_ok=True)
+        # Its logs go with it (they hold its owner's prompts and engine output).
+        await asyncio.to_thread(shutil.rmtree, self._log_root(endpoint), True)
 
     async def collect_garbage(self, live_endpoint_ids: set[str]) -> None:
         """Stop recorded groups of endpoints that no longer exist (deleted while we were down)."""
@@ -102,6 +114,7 @@ class LocalBackend:
             for record in self._records.pop(endpoint_id):
                 await asyncio.to_thread(stop_recorded_processes, record)
             self._state_path(endpoint_id).unlink(missing_ok=True)
+        await asyncio.to_thread(self._remove_logs_except, live_endpoint_ids)
 
     def targets(self, endpoint: Endpoint) -> list[str]:
         runtime = self._runtimes.get(endpoint.id)
@@ -129,7 +142,7 @@ class LocalBackend:
         return EndpointRuntime(
             endpoint=endpoint,
             plan_for=self._plan,
-            ports=self._ports,
+            capacity=self._capacity,
             log_root=self._log_root(endpoint),
             base_env=self._base_env(self._mode(endpoint)),
             http=self._http,
@@ -144,7 +157,7 @@ class LocalBackend:
             if group is None or group.index in runtime.groups:
                 stop_recorded_processes(record)
                 continue
-            self._ports.reserve(group.ports.all)
+            self._capacity.adopt(runtime.endpoint.id, len(group.ports.engines), group.ports.all)
             runtime.groups[group.index] = group
 
     def _plan(self, endpoint: Endpoint, ports: GroupPorts) -> LaunchPlan:
@@ -167,7 +180,8 @@ class LocalBackend:
         return resolve_engine_mode(self.engine_mode, endpoint.spec.inference_framework)
 
     def _base_env(self, mode: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LWS_")}
+        # An allow-list, never a copy: the server's environment holds every owner's key.
+        env = child_environment(os.environ, self._pass_env)
         env["LLM_LAUNCH_ENGINE_MODE"] = mode
         env["LLM_LAUNCH_CHECKPOINT_ROOTS"] = self._checkpoint_roots
         env["PYTHONUNBUFFERED"] = "1"
@@ -176,16 +190,21 @@ class LocalBackend:
     def _log_root(self, endpoint: Endpoint) -> Path:
         return self._data_dir / "logs" / f"{endpoint.name}-{endpoint.id[-8:]}"
 
+    def _remove_logs_except(self, live_endpoint_ids: set[str]) -> None:
+        """Remove log folders (`<name>-<last 8 of id>`) of endpoints that no longer exist."""
+        live = {endpoint_id[-8:] for endpoint_id in live_endpoint_ids}
+        root = self._data_dir / "logs"
+        for folder in root.iterdir() if root.is_dir() else []:
+            if folder.is_dir() and folder.name.rpartition("-")[2] not in live:
+                shutil.rmtree(folder, ignore_errors=True)
+
     def _state_path(self, endpoint_id: str) -> Path:
         return self._state_dir / f"{endpoint_id}.json"
 
     def _persist(self, runtime: EndpointRuntime) -> None:
-        self._state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._state_dir)
         records = [g.to_record() for g in runtime.all_groups() if g.processes]
-        path = self._state_path(runtime.endpoint.id)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"groups": records}))
-        temporary.replace(path)  # atomic: a crash never leaves half a record
+        write_private(self._state_path(runtime.endpoint.id), json.dumps({"groups": records}))
 
     def _load_records(self) -> dict[str, list[dict[str, Any]]]:
         records: dict[str, list[dict[str, Any]]] = {}
@@ -228,6 +247,8 @@ def observe_runtime(runtime: EndpointRuntime, engine_mode: str) -> Observation:
         return Observation(EndpointStatus.READY, reason, available, unavailable)
     waiting = next((g for g in sorted(current, key=lambda g: g.index) if not g.ready), None)
     reason = _describe(waiting) if waiting else "rolling update in progress"
+    if runtime.waiting is not None:  # a wanted group (or the roll's next one) cannot start yet
+        reason = f"{runtime.waiting} ({len(runtime.groups)} of {wanted} groups started)"
     if engine_mode == "simulated":
         reason += f" [{SIMULATED_NOTE}]"
     return Observation(EndpointStatus.UPDATE_IN_PROGRESS, reason, available, unavailable)

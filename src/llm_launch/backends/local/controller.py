@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from llm_launch.backends.local.capacity import Capacity
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup
-from llm_launch.backends.local.ports import PortAllocator
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.engines.plan import LaunchPlan
 
@@ -41,7 +41,7 @@ def backoff_s(consecutive_failures: int) -> float:
 class EndpointRuntime:
     endpoint: Endpoint
     plan_for: PlanFactory
-    ports: PortAllocator
+    capacity: Capacity  # shared by every endpoint's runtime
     log_root: Path
     base_env: Mapping[str, str]
     http: httpx.AsyncClient
@@ -55,6 +55,7 @@ class EndpointRuntime:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: bool = False
     error: str | None = None  # why the last supervision step failed, until one succeeds
+    waiting: str | None = None  # "waiting for capacity: ..." while a wanted group cannot start
 
     # -- what the backend asks -------------------------------------------------------
     def all_groups(self) -> list[ProcessGroup]:
@@ -129,13 +130,19 @@ class EndpointRuntime:
     def _scale_and_roll(self) -> None:
         """Scale to min_workers and roll groups of an older generation."""
         wanted = self.endpoint.spec.min_workers
+        self.waiting = None
         for index in sorted(i for i in self.groups if i >= wanted):
             self._remove(self.groups.pop(index))
         for index in range(wanted):
             if index not in self.groups:
-                self.groups[index] = self._new_group(index)
+                group = self._new_group(index)
+                if group is None:  # waiting for capacity; asked again next tick
+                    break
+                self.groups[index] = group
                 self.persist(self)
         self._roll()
+        if self.waiting is None:
+            self.capacity.forget(self.endpoint.id)
 
     def _roll(self) -> None:
         generation = self.endpoint.generation
@@ -161,9 +168,13 @@ class EndpointRuntime:
             self.surge = self._new_group(stale[0])
             self.persist(self)
 
-    def _new_group(self, index: int) -> ProcessGroup:
+    def _new_group(self, index: int) -> ProcessGroup | None:
+        """Start group `index`, or None (and `waiting` says why) when capacity is short."""
         nodes = self.endpoint.spec.nodes_per_worker
-        allocated = self.ports.allocate(nodes + 2)
+        allocated = self.capacity.reserve(self.endpoint.id, nodes)
+        if isinstance(allocated, str):
+            self.waiting = allocated
+            return None
         ports = GroupPorts(allocated[0], allocated[1], tuple(allocated[2:]))
         log_dir = self.log_root / f"group-{index}"
         group = ProcessGroup(self.endpoint.id, index, self.endpoint.generation, ports, log_dir)
@@ -174,7 +185,7 @@ class EndpointRuntime:
         except BaseException:
             # Nothing records a group that never started: give its ports back now, or
             # every retry leaks another set until no owner's group can get one.
-            self.ports.release(allocated)
+            self.capacity.release(self.endpoint.id, nodes, allocated)
             raise
         return group  # the caller records it once it is in place
 
@@ -194,7 +205,7 @@ class EndpointRuntime:
 
     def _remove(self, group: ProcessGroup) -> None:
         group.stop()
-        self.ports.release(group.ports.all)
+        self.capacity.release(self.endpoint.id, len(group.ports.engines), group.ports.all)
         self.persist(self)
 
     def stop_all(self) -> None:
@@ -204,6 +215,7 @@ class EndpointRuntime:
                 self._remove(group)
             self.groups.clear()
             self.surge = None
+            self.capacity.forget(self.endpoint.id)
 
 
 def _role(process_name: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm_launch.backends.local.files import open_private
 from llm_launch.backends.local.processes import LocalProcess
 from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER, FORWARDER_TOKEN_ENV
 from llm_launch.engines.plan import LaunchPlan
@@ -183,9 +184,7 @@ def stop_recorded_processes(record: Mapping[str, Any]) -> None:
 
 
 def _mark_start(log_path: Path, restarts: int, argv: Sequence[str]) -> None:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with log_path.open("a") as log:
-        log.write(
-            f"=== llm-launch: start {restarts} at {stamp} (pid of llm-launch {os.getpid()})\n"
-        )
+    with open_private(log_path) as log:
+        line = f"=== llm-launch: start {restarts} at {stamp} (pid of llm-launch {os.getpid()})\n"
+        log.write(line.encode())

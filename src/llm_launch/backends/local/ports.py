@@ -31,6 +31,13 @@ class PortAllocator:
         self._next = first
         self._lock = threading.Lock()
 
+    @property
+    def size(self) -> int:
+        return len(self._range)
+
+    def describe(self) -> str:
+        return f"{self._range[0]}-{self._range[-1]}"
+
     def allocate(self, count: int) -> list[int]:
         with self._lock:
             ports: list[int] = []

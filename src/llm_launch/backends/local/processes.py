@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_launch.backends.local.files import open_private
+
 
 def process_start_time(pid: int) -> int | None:
     """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
@@ -42,11 +44,11 @@ class LocalProcess:
     def spawn(
         cls, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path
     ) -> LocalProcess:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
+        with open_private(log_path) as log:
+            # umask 077: what the process creates (staged weights, caches) is private too.
             popen = subprocess.Popen(
                 list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077,
             )  # fmt: skip
         start = process_start_time(popen.pid) or 0
         return cls(name, popen.pid, start, log_path, popen)
