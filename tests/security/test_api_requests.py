@@ -4,20 +4,27 @@ security scheme in /openapi.json. Every test talks to a real `llm-launch serve` 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
+from llm_launch.http_timeouts import DEFAULT_HEADER_TIMEOUT_S, header_timeout_protocol
 from tests.builders import endpoint_body
 from tests.conftest import ALICE_KEY, API_KEYS_ENV
+from tests.integration.test_forwarder import start_forwarder
 from tests.support.databases import fresh_postgres_database
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, free_port
 
 ENDPOINTS = "/v1/llm/model-endpoints"
 LIMIT = 1024 * 1024  # the default --max-request-bytes
@@ -331,3 +338,58 @@ class TestEndpointNamesInTheUrl:
         )
         body = assert_error_shape(response, 422)
         assert [e["field"] for e in body["errors"]] == ["name"]
+
+
+class TestTheHeaderTimeoutProtocol:
+    """The protocol both servers run (`serve`, and the forwarder with its default)."""
+
+    def test_it_closes_a_connection_whose_head_is_late_and_serves_a_prompt_one(self) -> None:
+        with uvicorn_serving(header_timeout_protocol(0.5)) as port:
+            with socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP_S) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n")
+                assert readable_and_closed(sock, GIVE_UP_S)
+
+    def test_the_forwarder_closes_a_connection_whose_head_never_completes(
+        self, tmp_path: Path
+    ) -> None:
+        # Its default timeout (DEFAULT_HEADER_TIMEOUT_S) is well under GIVE_UP_S.
+        assert DEFAULT_HEADER_TIMEOUT_S < GIVE_UP_S
+        process = start_forwarder("http://127.0.0.1:9", tmp_path)
+        try:
+            with socket.create_connection(("127.0.0.1", process.port)) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+                assert readable_and_closed(sock, GIVE_UP_S)
+        finally:
+            process.stop()
+
+    def test_a_timeout_that_is_not_positive_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="positive"):
+            header_timeout_protocol(0)
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+@contextmanager
+def uvicorn_serving(protocol: type[asyncio.Protocol]) -> Iterator[int]:
+    """A uvicorn server with `protocol` on a free port, in a thread; yields the port."""
+    port = free_port()
+    config = uvicorn.Config(
+        _hello, host="127.0.0.1", port=port, http=protocol, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=GIVE_UP_S)
