@@ -56,7 +56,8 @@ def deployment(
     data_dir = tmp_path_factory.mktemp(f"local-{request.param}")
     with _database(request.param, data_dir) as url:
         # Every process the backend starts inherits the marker, so none can hide.
-        env = {**SERVER_ENV, MARKER: str(data_dir)}
+        # Spawned processes get an allow-listed environment: pass the marker on purpose.
+        env = {**SERVER_ENV, MARKER: str(data_dir), "LLM_LAUNCH_PASS_ENV": MARKER}
         server = simulated_local_server(data_dir, env, database_url=url).start()
         deployment = Deployment(server, data_dir)
         try:
