@@ -319,7 +319,6 @@ class TestEndpointNamesInTheUrl:
     @pytest.mark.parametrize(
         "method, path",
         [
-            ("GET", f"{ENDPOINTS}?name=a%00b"),
             ("GET", f"{ENDPOINTS}/a%00b"),
             ("PUT", f"{ENDPOINTS}/a%00b"),
             ("DELETE", f"{ENDPOINTS}/a%00b"),
@@ -338,6 +337,16 @@ class TestEndpointNamesInTheUrl:
         )
         body = assert_error_shape(response, 422)
         assert [e["field"] for e in body["errors"]] == ["name"]
+
+    @pytest.mark.parametrize("name", ["a%00b", "A" * 5000], ids=["a NUL", "5000 characters"])
+    def test_a_list_filtered_by_a_name_no_endpoint_can_have_is_empty_not_a_server_error(
+        self, postgres_server: RunningServer, name: str
+    ) -> None:
+        response = httpx.get(
+            f"{postgres_server.url}{ENDPOINTS}?name={name}", headers={"x-api-key": ALICE_KEY}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["model_endpoints"] == []
 
 
 class TestTheHeaderTimeoutProtocol:

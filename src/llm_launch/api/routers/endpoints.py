@@ -67,7 +67,11 @@ async def create_endpoint(
 async def list_endpoints(
     owner: Owner, service: Service, name: Annotated[str | None, Query()] = None
 ) -> ListEndpointsResponse:
-    endpoints = await service.list(owner, None if name is None else _checked_name(name))
+    if name is not None and dns1123_label_problem(name) is not None:
+        # No endpoint can have it, so none matches; the database never sees it (a NUL in
+        # it was a 500 on PostgreSQL).
+        return ListEndpointsResponse(model_endpoints=[])
+    endpoints = await service.list(owner, name)
     return ListEndpointsResponse(
         model_endpoints=[EndpointResponse.from_endpoint(e) for e in endpoints]
     )
