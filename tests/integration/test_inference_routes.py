@@ -4,6 +4,7 @@ unknown or foreign endpoints, no ready group, a dead upstream, invalid bodies.""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +120,71 @@ def test_openai_routes_need_the_model_field_and_a_json_object(client: TestClient
 
 def test_inference_needs_an_api_key(client: TestClient) -> None:
     assert sync(client, **{"x-api-key": "wrong-key-00000000000"}).status_code == 401
+
+
+class CannedUpstream:
+    """A one-connection-at-a-time HTTP server that records each request head and answers
+    `reply` (raw bytes): a stand-in forwarder for what the router sends and gets."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.heads: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            with connection:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(65536)
+                self.heads.append(data.split(b"\r\n\r\n")[0])
+                connection.sendall(self.reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_router_sends_the_endpoints_forwarder_token(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    answer = b'{"request_id":"r","output":{"text":"hi","num_completion_tokens":1}}'
+    upstream = CannedUpstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(answer), answer)
+    )
+    try:
+        backend.targets = lambda endpoint: [upstream.url]  # type: ignore[method-assign]
+        assert sync(client).status_code == 200
+        (head,) = upstream.heads
+    finally:
+        upstream.close()
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    token = headers[b"Authorization"].removeprefix(b"Bearer ").decode()
+    assert len(token) >= 43  # secrets.token_urlsafe(32), made at create
+    assert token not in client.get("/v1/llm/model-endpoints/chat").text
+
+
+def test_a_forwarder_refusing_the_token_is_a_502_not_the_callers_401(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    refusal = b'{"error":{"type":"unauthorized"}}'
+    upstream = CannedUpstream(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(refusal), refusal)
+    )
+    try:
+        backend.targets = lambda endpoint: [upstream.url]  # type: ignore[method-assign]
+        response = sync(client)
+    finally:
+        upstream.close()
+    assert response.status_code == 502
+    assert "401" in response.json()["detail"]

@@ -172,8 +172,9 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 
 async def _relay(reply: UpstreamReply, *, stream: bool = False) -> Response:
-    """Pass answers and client errors (4xx) through; an upstream server error is a 502."""
-    if reply.status_code >= 500:
+    """Pass answers and client errors (4xx) through; an upstream server error is a 502,
+    and so is a 401: the forwarder refused the control plane's token, not the caller's."""
+    if reply.status_code >= 500 or reply.status_code == 401:
         detail = (await reply.read()).decode(errors="replace")[:500]
         raise UpstreamFailed(f"upstream answered {reply.status_code}: {detail}")
     if stream and reply.status_code == 200:
