@@ -123,7 +123,9 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     data_dir = tmp_path_factory.mktemp("abandoned-api")
-    server = simulated_local_server(data_dir, {**SERVER_ENV, MARKER: str(data_dir)}).start()
+    server = simulated_local_server(
+        data_dir, {**SERVER_ENV, MARKER: str(data_dir), "LLM_LAUNCH_PASS_ENV": MARKER}
+    ).start()
     client = httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=60)
     try:
         body = endpoint_body(name="slow", inference_framework="sglang", min_workers=1)

@@ -219,7 +219,11 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     data_dir = tmp_path_factory.mktemp("data-plane-server")
-    env = {"LLM_LAUNCH_API_KEYS": f"alice:{KEY}", MARKER: str(data_dir)}
+    env = {
+        "LLM_LAUNCH_API_KEYS": f"alice:{KEY}",
+        MARKER: str(data_dir),
+        "LLM_LAUNCH_PASS_ENV": MARKER,  # spawned processes inherit only allow-listed names
+    }
     server = simulated_local_server(data_dir, env).start()
     client = httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=60)
     try:
