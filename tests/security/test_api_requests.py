@@ -315,6 +315,9 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
             running.stop()
 
 
+LAUNCH_BODY = {"prompt": "x", "max_new_tokens": 1, "temperature": 0}
+
+
 class TestEndpointNamesInTheUrl:
     @pytest.mark.parametrize(
         "method, path",
@@ -347,6 +350,26 @@ class TestEndpointNamesInTheUrl:
         )
         assert response.status_code == 200, response.text
         assert response.json()["model_endpoints"] == []
+
+    @pytest.mark.parametrize(
+        "path, body",
+        [
+            ("/v1/llm/completions-sync?model_endpoint_name=a%00b", LAUNCH_BODY),
+            ("/v1/llm/completions-stream?model_endpoint_name=a%00b", LAUNCH_BODY),
+            ("/v2/chat/completions", {"model": "a\u0000b", "messages": []}),
+            ("/v2/completions", {"model": "a\u0000b", "prompt": "x"}),
+            ("/v2/completions", {"model": "A" * 5000, "prompt": "x"}),
+        ],
+    )
+    def test_a_completion_for_a_name_no_endpoint_can_have_is_a_404_not_a_server_error(
+        self, postgres_server: RunningServer, path: str, body: dict[str, object]
+    ) -> None:
+        response = httpx.post(
+            f"{postgres_server.url}{path}", headers={"x-api-key": ALICE_KEY}, json=body
+        )
+        assert response.status_code == 404, response.text
+        assert response.json()["detail"].startswith("no endpoint named ")
+        assert len(response.json()["detail"]) < 200  # the name is quoted cut short
 
 
 class TestTheHeaderTimeoutProtocol:

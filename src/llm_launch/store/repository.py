@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import Conflict, NotFound, QuotaExceeded
+from llm_launch.domain.inputs import clip
+from llm_launch.domain.names import dns1123_label_problem
 from llm_launch.domain.quotas import Quota, Usage, quota_problems
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
@@ -113,12 +115,16 @@ class EndpointRepository:
         return _to_endpoint(row), operation.id
 
     async def get(self, owner: str, name: str) -> Endpoint:
-        async with self._sessions() as session:
-            row = await session.scalar(
-                select(EndpointRow).where(EndpointRow.owner == owner, EndpointRow.name == name)
-            )
+        # A name that breaks the naming rule names no endpoint; it never reaches the
+        # database, which may refuse it outright (PostgreSQL: a NUL in text is an error).
+        row = None
+        if dns1123_label_problem(name) is None:
+            async with self._sessions() as session:
+                row = await session.scalar(
+                    select(EndpointRow).where(EndpointRow.owner == owner, EndpointRow.name == name)
+                )
         if row is None:
-            raise NotFound(f"no endpoint named {name!r}")
+            raise NotFound(f"no endpoint named {clip(name)}")
         return _to_endpoint(row)
 
     async def list_owned(self, owner: str, name: str | None = None) -> list[Endpoint]:
