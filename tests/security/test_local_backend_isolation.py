@@ -34,7 +34,7 @@ from tests.support.server import RunningServer, simulated_local_server
 
 def an_endpoint(endpoint_id: str = "end_00000001", **overrides: Any) -> Endpoint:
     now = datetime.now(UTC)
-    body = endpoint_body(inference_framework="sglang", **overrides)
+    body = endpoint_body(**{"inference_framework": "sglang", **overrides})
     spec = build_spec(body, load_hardware_catalog())
     return Endpoint(endpoint_id, "alice", spec, EndpointStatus.UPDATE_PENDING, None, 1, now, now)
 
@@ -129,7 +129,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def a_ready_endpoint(served: Served, **overrides: Any) -> dict[str, Any]:
-    body = endpoint_body(inference_framework="sglang", **overrides)
+    body = endpoint_body(**{"inference_framework": "sglang", **overrides})
     assert served.client.post("/v1/llm/model-endpoints", json=body).status_code == 200
     return wait_for(served.client, body["name"], lambda e: e["status"] == "READY")
 
@@ -235,3 +235,34 @@ def test_a_spec_that_could_never_fit_is_refused_before_it_is_stored(
     assert [e.field for e in errors] == ["min_workers"]
     assert "--local-max-processes" in errors[0].message
     assert backend.check(an_endpoint(min_workers=8, max_workers=8).spec) == []
+
+
+@pytest.mark.parametrize(
+    "framework, key",
+    [
+        ("sglang", "nccl-port"),
+        ("sglang", "nccl_po"),  # SGLang's parser reads an unambiguous prefix as the flag
+        ("sglang", "grpc-port"),
+        ("sglang", "disaggregation-bootstrap-port"),
+        ("sglang", "enable-http-worker-reuseport"),
+        ("vllm", "ray-port"),
+        ("vllm", "data-parallel-rpc-port"),
+    ],
+)
+def test_an_engine_may_not_choose_ports_on_the_shared_local_network(
+    backend: LocalBackend, framework: str, key: str
+) -> None:
+    """Every local group shares this machine's network: an engine told to bind a port of
+    its own choosing could take one that belongs to another owner's group."""
+    spec = an_endpoint(inference_framework=framework, engine_args={key: 20004}).spec
+    errors = backend.check(spec)
+    assert [e.field for e in errors] == [f"engine_args.{key}"]
+    assert "the local backend assigns every port itself" in errors[0].message
+
+
+@pytest.mark.parametrize("key", ["enable-cache-report", "mm-feature-transport", "context-length"])
+def test_flags_that_only_spell_port_inside_a_word_are_allowed(
+    backend: LocalBackend, key: str
+) -> None:
+    spec = an_endpoint(engine_args={key: "1" if key == "context-length" else True}).spec
+    assert backend.check(spec) == []

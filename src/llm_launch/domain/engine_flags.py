@@ -59,6 +59,27 @@ def engine_arg_key_problem(key: str, framework: InferenceFramework | None) -> st
     return None
 
 
+def engine_flag(key: str, framework: InferenceFramework | None) -> str:
+    """The long flag the engine reads for a valid `engine_args` key: for SGLang the main
+    option its parser resolves the key to (`nccl_po` is `--nccl-port`), else `--key`."""
+    flag = f"--{flag_name(key)}"
+    if framework is not InferenceFramework.SGLANG:
+        return flag
+    options = sglang_options()
+    candidates = [flag] if flag in options else [o for o in options if o.startswith(flag)]
+    return options[candidates[0]] if len(candidates) == 1 else flag
+
+
+# Words that make a flag choose a port to bind (`--nccl-port`, `--...-ports`, `--...-reuseport`).
+_PORT_WORDS = frozenset({"port", "ports", "reuseport"})
+
+
+def binds_a_port(flag: str) -> bool:
+    """Whether `flag` (a long flag) sets a port the engine binds; matched on whole words,
+    so `--enable-cache-report` or `--mm-feature-transport` are not taken for one."""
+    return not _PORT_WORDS.isdisjoint(re.split(r"[-_]+", flag.strip("-").lower()))
+
+
 def _squash(name: str) -> str:
     """A flag with case, dashes and underscores removed: what near-misses have in common."""
     return re.sub(r"[-_]", "", name.lower())

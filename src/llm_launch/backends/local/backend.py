@@ -29,7 +29,9 @@ from llm_launch.backends.local.files import private_dir, write_private
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup, stop_recorded_processes
 from llm_launch.backends.local.ports import PortAllocator
 from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.engine_flags import binds_a_port, engine_flag
 from llm_launch.domain.errors import FieldError, NotFound
+from llm_launch.domain.frameworks import InferenceFramework
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.engines.options import PlanOptions
@@ -69,7 +71,7 @@ class LocalBackend:
     # -- the Backend contract ----------------------------------------------------------
     def check(self, spec: EndpointSpec) -> list[FieldError]:
         # Every valid spec runs here (simulated where no GPU exists) if it fits at all.
-        return self._capacity.check(spec)
+        return _port_flag_errors(spec) + self._capacity.check(spec)
 
     async def apply(self, endpoint: Endpoint) -> None:
         if endpoint.id in self._tombstones:
@@ -214,6 +216,21 @@ class LocalBackend:
             except (OSError, ValueError, KeyError):
                 path.unlink(missing_ok=True)
         return records
+
+
+def _port_flag_errors(spec: EndpointSpec) -> list[FieldError]:
+    """Every local group shares this machine's network, and the backend hands out each
+    port: an engine that binds one of its own choosing could take another owner's."""
+    framework = InferenceFramework(spec.inference_framework)  # the spec is validated
+    return [
+        FieldError(
+            f"engine_args.{key}",
+            f"{flag} chooses how the engine binds ports, and the local backend assigns every "
+            "port itself (its groups share this machine's network); leave it out",
+        )
+        for key in spec.engine_args
+        if binds_a_port(flag := engine_flag(key, framework))
+    ]
 
 
 def observe_runtime(runtime: EndpointRuntime, engine_mode: str) -> Observation:
