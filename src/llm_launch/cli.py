@@ -119,7 +119,8 @@ def serve(
             envvar="LLM_LAUNCH_HEADER_TIMEOUT_S",
             min=0.1,
             help="seconds a client has to send a request's line and headers (from connecting, "
-            "or from the first byte of a further request); the connection is closed after",
+            "or from the first byte of a further request; the connection is closed after), "
+            "and the longest pause while its body arrives (408 after)",
         ),
     ] = DEFAULT_HEADER_TIMEOUT_S,
     keep_alive_timeout: Annotated[

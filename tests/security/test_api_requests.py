@@ -258,6 +258,21 @@ class TestSlowHeaders:
             head = f"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: {'p' * 1000}\r\n\r\n".encode()
             assert trickle_until_closed(sock, head)
 
+    def test_a_body_that_stops_arriving_is_answered_408_and_stores_nothing(
+        self, server: RunningServer, alice: httpx.Client
+    ) -> None:
+        body = json.dumps(endpoint_body(name="stalled-body")).encode()
+        head = (
+            f"POST {ENDPOINTS} HTTP/1.1\r\nhost: x\r\nx-api-key: {ALICE_KEY}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", server.port), timeout=GIVE_UP_S) as sock:
+            sock.sendall(head.encode() + body[:10])  # and then nothing more
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b'"errors"' in answer
+        assert stored(alice, "stalled-body") == []
+
 
 def closed_while_trickling(server: RunningServer, head: bytes) -> bool:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:

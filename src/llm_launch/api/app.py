@@ -104,7 +104,10 @@ def create_app(
     install_security(app)
     # Outermost of the app's own middleware: authenticate, then read a bounded body.
     app.add_middleware(
-        RequestGuard, keys=settings.api_keys, max_body_bytes=settings.max_request_bytes
+        RequestGuard,
+        keys=settings.api_keys,
+        max_body_bytes=settings.max_request_bytes,
+        body_pause_s=settings.header_timeout_s,  # the same patience for a head and a body
     )
     app.include_router(health.router)
     app.include_router(endpoints.router)

@@ -6,11 +6,15 @@ viewers) it authenticates the caller from the headers alone, so a request withou
 valid key is a 401 whatever its body: nothing parses, validates or stores anything for
 it. It then reads the body, refusing one over `max_body_bytes` with a 413, whether its
 size was announced by Content-Length (refused before a byte of it is read) or it arrives
-chunked; the routes get the buffered body. The owner goes into the request's state, where
-`api.auth.current_owner` finds it.
+chunked, and answering 408 when the body stops arriving for `body_pause_s` (a client
+that sends its headers and then trickles or withholds its body would otherwise hold the
+connection for ever). The routes get the buffered body. The owner goes into the request's
+state, where `api.auth.current_owner` finds it.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -36,10 +40,13 @@ class _TooLarge(Exception):
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, keys: ApiKeys, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: ApiKeys, max_body_bytes: int, body_pause_s: float = 10.0
+    ) -> None:
         self.app = app
         self.keys = keys
         self.max_body_bytes = max_body_bytes
+        self.body_pause_s = body_pause_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,6 +68,9 @@ class RequestGuard:
         except _TooLarge:
             await self._too_large(scope, receive, send)
             return
+        except TimeoutError:
+            await self._too_slow(scope, receive, send)
+            return
         if body is None:  # the client went away before sending its body
             return
         await self.app(scope, _replay(body, receive), send)
@@ -71,7 +81,8 @@ class RequestGuard:
             raise _TooLarge
         body = bytearray()
         while True:
-            message = await receive()
+            async with asyncio.timeout(self.body_pause_s):
+                message = await receive()
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")
@@ -85,6 +96,15 @@ class RequestGuard:
         problem = FieldError("body", f"is larger than the limit of {limit} bytes")
         response = JSONResponse(
             error_body(f"request body too large: {problem}", [problem]), status_code=413
+        )
+        await response(scope, receive, send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = FieldError("body", f"stopped arriving for {self.body_pause_s:g}s")
+        response = JSONResponse(
+            error_body(f"request timed out: {problem}", [problem]),
+            status_code=408,
+            headers={"connection": "close"},  # the rest of the body may never come
         )
         await response(scope, receive, send)
 
