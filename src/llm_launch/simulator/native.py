@@ -12,17 +12,20 @@ from typing import Any
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from llm_launch.simulator.args import SimArgs
 from llm_launch.simulator.engine import Engine, Generation, Sampling, Step, Unavailable
 from llm_launch.simulator.protocol import GenerateRequest
 from llm_launch.simulator.responses import (
+    CLIENT_LEFT,
     DONE_EVENT,
     ENGINE_NAME,
     error_body,
     event_stream,
     sse_event,
+    unless_client_leaves,
 )
 from llm_launch.simulator.tokens import Finish
 
@@ -48,11 +51,13 @@ def native_router(engine: Engine, args: SimArgs) -> APIRouter:
         return JSONResponse({"status": "ok", "simulated": True})
 
     @router.post("/generate")
-    async def generate(body: GenerateRequest) -> Response:
+    async def generate(body: GenerateRequest, request: Request) -> Response:
         generation = engine.start(body.text, body.sampling())
         if body.stream:
             return event_stream(_events(generation))
-        step = await generation.final()
+        step = await unless_client_leaves(generation.final(), request)
+        if step is None:
+            return CLIENT_LEFT
         return JSONResponse({"text": step.text, "meta_info": _meta_info(generation, step)})
 
     @router.get("/get_server_info")

@@ -15,17 +15,20 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from llm_launch.simulator.engine import Engine, Generation, Step, Unavailable
 from llm_launch.simulator.prompts import render_chat
 from llm_launch.simulator.protocol import ChatCompletionRequest, CompletionRequest
 from llm_launch.simulator.responses import (
+    CLIENT_LEFT,
     DONE_EVENT,
     ENGINE_NAME,
     error_body,
     event_stream,
     sse_event,
+    unless_client_leaves,
 )
 
 # The part of a streamed choice that carries the new text: (step, is it the first) -> fields.
@@ -60,19 +63,21 @@ def openai_router(
         return JSONResponse({"object": "list", "data": [card]})
 
     @router.post("/completions")
-    async def completions(body: CompletionRequest) -> Response:
+    async def completions(body: CompletionRequest, request: Request) -> Response:
         check_model(body.model)
         body.check_single_choice()
         generation = engine.start(body.prompt_text(), body.sampling())
         shape = _Shape("cmpl", "text_completion", "text_completion", served_model_name)
         if body.streaming:
             return event_stream(_stream(generation, shape, _text_delta, body.include_usage))
-        step = await generation.final()
+        step = await unless_client_leaves(generation.final(), request)
+        if step is None:
+            return CLIENT_LEFT
         choice = {"index": 0, "text": step.text, "logprobs": None, **_finish(step)}
         return JSONResponse(shape.body(generation, [choice], usage=_usage(generation, step)))
 
     @router.post("/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest) -> Response:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         check_model(body.model)
         body.check_single_choice()
         prompt = render_chat(message.turn() for message in body.messages)
@@ -80,7 +85,9 @@ def openai_router(
         shape = _Shape("chatcmpl", "chat.completion", "chat.completion.chunk", served_model_name)
         if body.streaming:
             return event_stream(_stream(generation, shape, _chat_delta, body.include_usage))
-        step = await generation.final()
+        step = await unless_client_leaves(generation.final(), request)
+        if step is None:
+            return CLIENT_LEFT
         message = {"role": "assistant", "content": step.text}
         choice = {"index": 0, "message": message, "logprobs": None, **_finish(step)}
         return JSONResponse(shape.body(generation, [choice], usage=_usage(generation, step)))
