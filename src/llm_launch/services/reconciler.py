@@ -6,10 +6,10 @@ status, reason and worker counts when they change. It also finishes deletes that
 crash interrupted, and on its first pass lets the backend stop leftovers of endpoints
 that no longer exist.
 
-Endpoints are isolated from one another (many owners share a server): each is handled
-concurrently with the others, bounded by `endpoint_timeout_s`, and whatever goes wrong
-with one (any exception, or a backend that does not answer) is recorded in that
-endpoint's status while the pass goes on with the rest.
+Endpoints are isolated from one another (many owners share a server): CONCURRENCY
+workers share the pass's endpoints, each endpoint bounded by `endpoint_timeout_s`, and
+whatever goes wrong with one (any exception, or a backend that does not answer) is
+recorded in that endpoint's status while the pass goes on with the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from llm_launch.backends.base import Backend, Observation
@@ -34,7 +35,7 @@ log = logging.getLogger("llm_launch.reconciler")
 # a failed retry is tried again after as long.
 STALE_DELETE = timedelta(seconds=60)
 ENDPOINT_TIMEOUT_S = 30.0  # one endpoint's apply + observe; then UPDATE_FAILED, retried
-CONCURRENCY = 64  # endpoints handled at once in a pass
+CONCURRENCY = 64  # endpoints handled at once in a pass (workers sharing its queue)
 MAX_REASON = 300  # characters of an unexpected error kept in status_reason
 
 
@@ -56,7 +57,6 @@ class Reconciler:
         self._garbage_collected = False
         self._known: dict[str, Endpoint] = {}  # the last pass's endpoints, by id
         self._started_at = datetime.now(UTC)
-        self._slots = asyncio.Semaphore(CONCURRENCY)
         self._delete_attempts: dict[str, float] = {}  # endpoint id -> monotonic time
         self._background: set[asyncio.Task[None]] = set()
 
@@ -81,37 +81,43 @@ class Reconciler:
                 self._garbage_collected = True
             except Exception:  # retried next pass; the endpoints still get reconciled
                 log.exception("garbage collection of deleted endpoints failed")
-        results = await asyncio.gather(
-            *(self._isolated(e) for e in endpoints), return_exceptions=True
-        )
-        for endpoint, result in zip(endpoints, results, strict=True):
-            if isinstance(result, BaseException):  # e.g. the database went away
-                log.error("endpoint %s: could not record its status: %r", endpoint.id, result)
+        # A few workers share one queue of endpoints: a hanging endpoint holds up one worker
+        # (until its timeout), never the pass, and a pass over many endpoints costs no task
+        # per endpoint.
+        queue = iter(endpoints)
+        await asyncio.gather(*(self._work_through(queue) for _ in range(CONCURRENCY)))
+
+    async def _work_through(self, queue: Iterator[Endpoint]) -> None:
+        for endpoint in queue:
+            try:
+                await self._isolated(endpoint)
+            except Exception as exc:  # e.g. the database went away while recording a status
+                log.error("endpoint %s: could not record its status: %r", endpoint.id, exc)
 
     async def _isolated(self, endpoint: Endpoint) -> None:
         """Reconcile one endpoint; whatever it raises or however long it hangs stays its own."""
-        async with self._slots:
-            if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
-                await self._finish_interrupted_delete(endpoint)
-                return
-            try:
-                observation = await asyncio.wait_for(self._apply(endpoint), self.endpoint_timeout_s)
-            except TimeoutError:
-                reason = (f"the {self.backend.name} backend did not answer within "
-                          f"{self.endpoint_timeout_s:g}s for this endpoint; retrying")  # fmt: skip
-                observation = _failed(endpoint, reason)
-            except Exception as exc:
-                log.exception("endpoint %s (%s) failed to reconcile", endpoint.name, endpoint.id)
-                observation = _failed(endpoint, _unexpected(self.backend.name, exc))
-            if _changed(endpoint, observation):
-                await self.repository.set_status(
-                    endpoint.id,
-                    observation.status,
-                    observation.reason,
-                    generation=endpoint.generation,
-                    available_workers=observation.available_workers,
-                    unavailable_workers=observation.unavailable_workers,
-                )
+        if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+            await self._finish_interrupted_delete(endpoint)
+            return
+        try:
+            async with asyncio.timeout(self.endpoint_timeout_s):  # no task per endpoint
+                observation = await self._apply(endpoint)
+        except TimeoutError:
+            reason = (f"the {self.backend.name} backend did not answer within "
+                      f"{self.endpoint_timeout_s:g}s for this endpoint; retrying")  # fmt: skip
+            observation = _failed(endpoint, reason)
+        except Exception as exc:
+            log.exception("endpoint %s (%s) failed to reconcile", endpoint.name, endpoint.id)
+            observation = _failed(endpoint, _unexpected(self.backend.name, exc))
+        if _changed(endpoint, observation):
+            await self.repository.set_status(
+                endpoint.id,
+                observation.status,
+                observation.reason,
+                generation=endpoint.generation,
+                available_workers=observation.available_workers,
+                unavailable_workers=observation.unavailable_workers,
+            )
 
     async def _apply(self, endpoint: Endpoint) -> Observation:
         try:
