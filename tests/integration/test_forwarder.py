@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,45 +18,8 @@ import httpx
 import openai
 import pytest
 
+from tests.support.processes import WAIT_S, Process
 from tests.support.server import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-WAIT_S = 15.0  # upper bound on any wait: a liveness limit, not a timing assertion
-
-
-class Process:
-    """A child process listening on `port`; `stop()` ends it."""
-
-    def __init__(self, argv: list[str], port: int, log: Path) -> None:
-        self.port, self.log = port, log
-        self.url = f"http://127.0.0.1:{port}"
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            self._wait_listening()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"exited {self.process.returncode}:\n{self.log.read_text()}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"not listening on {self.port}:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def start_forwarder(engine_url: str, log_dir: Path, *args: str) -> Process:

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ import pytest
 import yaml
 
 from llm_launch.backends.kubernetes.backend import KubernetesBackend
-from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.render import render_endpoint, render_spec
 from llm_launch.backends.kubernetes.render_names import EndpointIdentity
 from llm_launch.domain.endpoint import Endpoint
@@ -33,7 +31,7 @@ from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.spec import build_spec
 from tests.builders import endpoint_body, seed_body
 from tests.fakes.kube_api import FakeKubeApi
-from tests.integration.kubernetes.conftest import CATALOG, FAST, eventually
+from tests.integration.kubernetes.conftest import CATALOG, eventually
 from tests.integration.kubernetes.conftest import an_endpoint as applied_endpoint
 from tests.support.local_groups import wait_for
 from tests.support.server import RunningServer
@@ -136,17 +134,6 @@ def test_render_without_a_stored_endpoint_references_the_secret_and_holds_no_tok
 
 
 # -- the backend, against the local API server ---------------------------------------
-
-
-@pytest.fixture
-async def backend(kube_api: FakeKubeApi, tmp_path: Path) -> AsyncIterator[KubernetesBackend]:
-    kubeconfig = kube_api.write_kubeconfig(tmp_path / "kubeconfig")
-    config = KubernetesConfig(namespace="default", catalog=CATALOG)
-    running = KubernetesBackend(config, str(kubeconfig), timing=FAST)
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 async def test_the_secret_is_applied_before_the_workload_and_removed_with_the_endpoint(

@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,13 @@ import pytest
 import yaml
 
 from llm_launch.backends.kubernetes.backend import KubernetesBackend
-from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.render import render_endpoint
 from llm_launch.domain.errors import Conflict, LaunchError
 from llm_launch.domain.names import max_name_length
 from llm_launch.domain.spec import build_spec
 from tests.builders import endpoint_body, seed_body
 from tests.fakes.kube_api import FakeKubeApi
-from tests.integration.kubernetes.conftest import CATALOG, FAST, an_endpoint, eventually
+from tests.integration.kubernetes.conftest import CATALOG, an_endpoint, eventually
 from tests.support.server import RunningServer
 from tests.unit.kubernetes import a_config
 from tests.unit.kubernetes import an_endpoint as stored
@@ -184,17 +183,6 @@ def test_render_for_an_owner_gives_the_names_the_backend_gives_that_owners_endpo
 
 
 # -- a taken name, and objects named the old way ---------------------------------------
-
-
-@pytest.fixture
-async def backend(kube_api: FakeKubeApi, tmp_path: Path) -> AsyncIterator[KubernetesBackend]:
-    kubeconfig = kube_api.write_kubeconfig(tmp_path / "kubeconfig")
-    config = KubernetesConfig(namespace="default", catalog=CATALOG)
-    running = KubernetesBackend(config, str(kubeconfig), timing=FAST)
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 async def test_a_name_taken_by_another_endpoints_object_is_refused_without_saying_whose(

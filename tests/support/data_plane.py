@@ -8,10 +8,8 @@ mid-answer), the forwarder's in-flight gauge, and polling with a generous deadli
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -22,50 +20,10 @@ import httpx
 import orjson
 
 from llm_launch.runtime.forwarder import TOKEN_ENV
+from tests.support.processes import WAIT_S, Process
 from tests.support.server import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-WAIT_S = 30.0
-
-
-class Process:
-    """A child process listening on `port`; `stop()` ends it."""
-
-    def __init__(
-        self, argv: list[str], port: int, log: Path, env: Mapping[str, str] | None = None
-    ) -> None:
-        self.port, self.log = port, log
-        self.url = f"http://127.0.0.1:{port}"
-        environ = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**environ, **(env or {})}
-            )
-        try:
-            self._wait_listening()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"exited {self.process.returncode}:\n{self.log.read_text()}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"not listening on {self.port}:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+__all__ = ["TOKEN_ENV", "WAIT_S", "Process"]
 
 
 def start_slow_engine(log_dir: Path) -> Process:
