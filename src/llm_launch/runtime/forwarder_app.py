@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from llm_launch.runtime.client_watch import ClientWatch
 from llm_launch.runtime.forwarder_client import EngineClient, HttpxEngineClient
 from llm_launch.runtime.forwarder_engines import EngineApiName, engine_api
 from llm_launch.runtime.forwarder_http import (
     HOP_BY_HOP,
     SSE_HEADERS,
     ForwarderError,
-    Message,
     Receive,
     Scope,
     Send,
@@ -63,7 +63,6 @@ __all__ = ["ForwarderApp", "ForwarderConfig", "create_app"]
 Handler = Callable[[Scope, bytes, Send], Awaitable[None]]
 # The endpoint's token is for this hop only: the engine never sees it.
 NOT_PASSED_ON = HOP_BY_HOP | {b"authorization"}
-WATCH_AFTER_S = 0.02  # a request running this long starts watching for its client leaving
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,7 @@ class ForwarderApp:
         body = await read_body(receive)
         if body is None:
             return  # the client left before its request was complete
-        cycle = _Cycle(send, receive)
+        cycle = ClientWatch(receive, send)
         try:
             try:
                 await handler(scope, body, cycle.send)
@@ -280,49 +279,6 @@ def create_app(
     if transport is None:
         return ForwarderApp(config, engine_pool(config))
     return ForwarderApp(config, HttpxEngineClient(transport, config.engine_url))
-
-
-class _Cycle:
-    """One inference request's link to its client: notices the client leaving, and then
-    cancels the request's task (which closes its engine connection: the engine stops).
-
-    Watching costs a task per request, about a tenth of the forwarder's CPU per request;
-    it starts only once the request has run WATCH_AFTER_S, so the requests that finish
-    sooner (nothing worth stopping on the engine) never pay for it.
-    """
-
-    def __init__(self, send: Send, receive: Receive) -> None:
-        self._send = send
-        self._receive = receive
-        task = asyncio.current_task()
-        assert task is not None
-        self.task = task
-        self.done = False
-        self.disconnected = False
-        self._watcher: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._watch)
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            self.done = True
-        await self._send(message)
-
-    def close(self) -> None:
-        self._timer.cancel()
-        if self._watcher is not None:
-            self._watcher.cancel()
-
-    def _watch(self) -> None:
-        self._watcher = asyncio.ensure_future(self._until_disconnect())
-
-    async def _until_disconnect(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                if not self.done:
-                    self.disconnected = True
-                    self.task.cancel()
-                return
 
 
 def _request_id(scope: Scope) -> str:

@@ -7,7 +7,7 @@ every request, so they take the raw request (no dependency injection or model pa
 beyond the one fast check of the forwarder's own parser) and relay bytes.
 
 A client that leaves cancels its request upstream: while a route waits for the forwarder
-(`_ClientWatch`), a disconnect cancels the wait, which closes the pooled connection to the
+(`runtime.client_watch`), a disconnect cancels the wait, which closes the pooled connection to the
 forwarder, which cancels the engine's request there. Streamed answers get the same from
 Starlette, which stops the stream when its client leaves.
 """
@@ -27,11 +27,11 @@ from llm_launch.api.auth import current_owner
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, InvalidRequest, UpstreamFailed
 from llm_launch.runtime import launch_api
+from llm_launch.runtime.client_watch import ClientWatch
 from llm_launch.services.inference import InferenceRouter, UpstreamReply
 
 router = APIRouter(tags=["inference"])
 
-WATCH_AFTER_S = 0.02  # a request waiting this long starts watching for its client leaving
 CLIENT_CLOSED_REQUEST = 499  # what a request whose client left "answers": nobody reads it
 
 _LAUNCH_BODY = {
@@ -82,47 +82,16 @@ async def _watched(request: Request, answer: Callable[[], Awaitable[Response]]) 
     """`answer()`, cancelled if the client leaves before it is ready (streams: until
     their headers are in; Starlette watches the rest)."""
     await request.body()  # read (and kept) first: the watch then owns `receive`
-    watch = _ClientWatch(request)
+    watch = ClientWatch(request.receive)
     try:
         return await answer()
     except asyncio.CancelledError:
-        if not watch.left:
+        if not watch.disconnected:
             raise
         watch.task.uncancel()
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     finally:
-        watch.stop()
-
-
-class _ClientWatch:
-    """Notices a route's client leaving, and then cancels the route's task.
-
-    Watching costs a task per request; it starts only once the request has waited
-    WATCH_AFTER_S, so requests answered sooner never pay for it (as in the forwarder).
-    """
-
-    def __init__(self, request: Request) -> None:
-        self._receive = request.receive
-        task = asyncio.current_task()
-        assert task is not None
-        self.task = task
-        self.left = False
-        self._watcher: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._watch)
-
-    def stop(self) -> None:
-        self._timer.cancel()
-        if self._watcher is not None:
-            self._watcher.cancel()
-
-    def _watch(self) -> None:
-        self._watcher = asyncio.ensure_future(self._until_disconnect())
-
-    async def _until_disconnect(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        self.left = True
-        self.task.cancel()
+        watch.close()
 
 
 async def _launch(request: Request, path: str, *, stream: bool) -> Response:
