@@ -268,7 +268,9 @@ class TestSlowHeaders:
         )
         with socket.create_connection(("127.0.0.1", server.port), timeout=GIVE_UP_S) as sock:
             sock.sendall(head.encode() + body[:10])  # and then nothing more
-            answer = sock.recv(65536)
+            answer = b""
+            while chunk := sock.recv(65536):  # the answer, until the server closes
+                answer += chunk
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
         assert b'"errors"' in answer
         assert stored(alice, "stalled-body") == []
