@@ -83,7 +83,7 @@ class TestApply:
             lambda: _names(kube_api, "horizontalpodautoscalers"), lambda names: names == []
         )
 
-    async def test_a_422_from_the_server_fails_the_apply_with_its_field_paths(
+    async def test_a_422_from_the_server_fails_the_generation_with_its_field_paths(
         self, backend: KubernetesBackend, kube_api: FakeKubeApi
     ) -> None:
         cause = {"reason": "FieldValueInvalid", "field": "spec.leaderWorkerTemplate.size",
@@ -91,10 +91,11 @@ class TestApply:
         kube_api.fail_next(
             "PATCH", "leaderworkersets", 422, "Invalid", "LeaderWorkerSet is invalid", [cause]
         )
-        with pytest.raises(InvalidRequest) as caught:
-            await backend.apply(multinode())
-        assert caught.value.errors[0].field == "spec.leaderWorkerTemplate.size"
-        await backend.apply(multinode())  # not recorded as applied: the next pass retries
+        await backend.apply(multinode())  # recorded, not raised: observe reports it
+        failed = await backend.observe(multinode())
+        assert failed.status is EndpointStatus.UPDATE_FAILED
+        assert "spec.leaderWorkerTemplate.size: apply LeaderWorkerSet" in (failed.reason or "")
+        await backend.apply(dataclasses.replace(multinode(), generation=2))  # a new spec: again
         assert kube_api.names("leaderworkersets") == [LWS]
 
     async def test_a_workload_deleted_behind_our_back_is_applied_again(

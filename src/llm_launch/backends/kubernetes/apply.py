@@ -44,6 +44,7 @@ from llm_launch.backends.kubernetes.client import (
 from llm_launch.backends.kubernetes.errors import (
     DeletionTimeout,
     KubernetesError,
+    ObjectBeingDeleted,
     ObjectConflict,
     ObjectNotFound,
 )
@@ -202,7 +203,7 @@ async def _check_ours(
     owner = (metadata.get("labels") or {}).get(LABEL_ENDPOINT_ID)
     what = f"{resource.kind} {namespace}/{name}"
     if metadata.get("deletionTimestamp"):
-        raise ObjectConflict(f"{what} is being deleted; it will be applied again once gone")
+        raise ObjectBeingDeleted(f"{what} is being deleted; it will be applied again once gone")
     if owner != endpoint_id:
         # Whatever holds the name (another owner's endpoint whose owner suffix collides,
         # or an object llm-launch does not manage) is none of this caller's business:

@@ -38,6 +38,7 @@ from llm_launch.backends.kubernetes.render_names import (
     object_name,
     service_url,
 )
+from llm_launch.backends.kubernetes.retry import ApplyLedger, RetryTiming
 from llm_launch.backends.kubernetes.status import (
     Workload,
     crashing_containers,
@@ -66,6 +67,8 @@ class KubernetesTiming:
     sync_wait_s: float = 5.0  # observe waits this long for a watch's first list
     resync_s: float = 600.0  # re-apply an unchanged endpoint this often
     missing_grace_s: float = 10.0  # re-apply when the workload is still unseen after this
+    apply_timeout_s: float = 20.0  # one apply's requests; past it, a transient failure
+    retry: RetryTiming = field(default_factory=RetryTiming)  # backoff of failed applies
     crash_log_lines: int = 5
     watch: WatchTiming = field(default_factory=WatchTiming)
 
@@ -98,10 +101,14 @@ class KubernetesBackend:
         self._tombstones: set[str] = set()
         self._crash_logs: dict[str, dict[CrashKey, str]] = {}
         self._recreations = RecreationTracker()
+        self._ledger = ApplyLedger(self._timing.retry, clock)
         self._informers: dict[str, Informer] = {}
 
     # -- the Backend contract ----------------------------------------------------------
     async def apply(self, endpoint: Endpoint) -> None:
+        """Apply when needed (see `_needs_apply`). A failed apply is not raised: it is
+        recorded (`retry.ApplyLedger`) and `observe` reports it beside what it sees, so a
+        failing API server never hides the pods' real state."""
         if endpoint.id in self._tombstones:
             return
         client = await self._connected()
@@ -109,7 +116,20 @@ class KubernetesBackend:
             if endpoint.id in self._tombstones or not self._needs_apply(endpoint):
                 return
             objects = self._render(endpoint)
-            await applier.apply_objects(client, self.namespace, endpoint.id, objects)
+            try:
+                # Well within the reconciler's per-endpoint timeout, so that a hanging API
+                # server is a transient apply failure here, not a failed endpoint there.
+                async with asyncio.timeout(self._timing.apply_timeout_s):
+                    await applier.apply_objects(client, self.namespace, endpoint.id, objects)
+            except (LaunchError, TimeoutError) as exc:
+                failure = self._ledger.failed(endpoint.id, endpoint.generation, exc)
+                kind = "transient" if failure.transient else "permanent"
+                log.warning(
+                    "applying %s generation %d failed (%s, attempt %d): %s",
+                    endpoint.name, endpoint.generation, kind, failure.attempts, failure.message,
+                )  # fmt: skip
+                return
+            self._ledger.succeeded(endpoint.id)
             self._applied[endpoint.id] = (endpoint.generation, self._clock())
             log.info("applied %s generation %d", endpoint.name, endpoint.generation)
 
@@ -129,7 +149,30 @@ class KubernetesBackend:
         pods = self._informers["Pod"].cache.for_endpoint(endpoint.id)
         logs = await self._crash_logs_of(endpoint.id, pods)
         seen = observe(workload, pods, logs, self._recreations.recreations(endpoint.id))
-        return self._flag_stale_watches(seen, workload.kind)
+        return self._with_apply_failure(endpoint, self._flag_stale_watches(seen, workload.kind))
+
+    def _with_apply_failure(self, endpoint: Endpoint, seen: Observation) -> Observation:
+        """What was observed, plus why this generation is not (fully) applied. Worker
+        counts always come from the pods: a failed apply does not stop running groups."""
+        failure = self._ledger.failure(endpoint.id, endpoint.generation)
+        if failure is None:
+            return seen
+        if failure.transient:
+            note = (
+                f"the Kubernetes API server cannot be reached or is failing ({failure.message}); "
+                f"applying generation {endpoint.generation} is retried with backoff "
+                f"({failure.attempts} failed attempts so far); the status is what was last observed"
+            )
+            return dataclasses.replace(
+                seen, reason=f"{seen.reason}; {note}" if seen.reason else note
+            )
+        reason = (
+            f"the Kubernetes API refused generation {endpoint.generation}: {failure.message}. "
+            "It is not applied again until the endpoint changes"
+        )
+        if seen.reason:
+            reason += f" (meanwhile: {seen.reason})"
+        return dataclasses.replace(seen, status=EndpointStatus.UPDATE_FAILED, reason=reason)
 
     def _flag_stale_watches(self, seen: Observation, kind: str) -> Observation:
         """Say so when a watch is failing: the status is then what was last seen."""
@@ -247,6 +290,10 @@ class KubernetesBackend:
         return Workload(kind, name, obj, endpoint.generation, endpoint.spec.min_workers)
 
     def _needs_apply(self, endpoint: Endpoint) -> bool:
+        """A new generation at once; after a failure, once its backoff is over; an applied
+        generation again every `resync_s`, or when the watch shows the workload missing."""
+        if not self._ledger.due(endpoint.id, endpoint.generation):
+            return False
         applied = self._applied.get(endpoint.id)
         if applied is None or applied[0] != endpoint.generation:
             return True
@@ -299,6 +346,7 @@ class KubernetesBackend:
 
     def _forget(self, endpoint_id: str) -> None:
         self._applied.pop(endpoint_id, None)
+        self._ledger.forget(endpoint_id)
         self._crash_logs.pop(endpoint_id, None)
         self._locks.pop(endpoint_id, None)
         self._recreations.forget(endpoint_id)

@@ -241,7 +241,8 @@ class KubeClient:
         finally:
             response.release()
         if response.status >= 400:
-            raise from_status(response.status, status_body(data), what)
+            retry_after = response.headers.get("Retry-After")
+            raise from_status(response.status, status_body(data), what, retry_after)
         return data
 
     async def _send(

@@ -27,7 +27,12 @@ class KubernetesError(UpstreamFailed):
 
 
 class KubernetesUnavailable(KubernetesError):
-    """No answer, a connection error or a 5xx: worth retrying later."""
+    """No answer, a connection error, a 5xx or a 429: worth retrying later (`retry_after_s`:
+    the server's `Retry-After`, when it sent one)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class KubernetesForbidden(KubernetesError):
@@ -50,6 +55,10 @@ class ObjectConflict(Conflict):
     """409: the object exists already, or changed under us, or belongs to someone else."""
 
 
+class ObjectBeingDeleted(ObjectConflict):
+    """An object of ours still has a deletionTimestamp: apply again once it is gone."""
+
+
 class ObjectNotFound(NotFound):
     """404: the object (or its kind, when a CRD is not installed) does not exist."""
 
@@ -69,9 +78,11 @@ def status_body(raw: bytes | str | None) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def from_status(code: int, body: dict[str, Any], what: str) -> LaunchError:
-    """Translate one error answer (`code`, its Status `body`) about `what` (e.g.
-    "apply LeaderWorkerSet llm-x") into our error tree."""
+def from_status(
+    code: int, body: dict[str, Any], what: str, retry_after: str | None = None
+) -> LaunchError:
+    """Translate one error answer (`code`, its Status `body`, its `Retry-After` header)
+    about `what` (e.g. "apply LeaderWorkerSet llm-x") into our error tree."""
     message = str(body.get("message") or f"HTTP {code}")
     reason = str(body.get("reason") or "")
     text = f"{what}: {message}"
@@ -89,8 +100,29 @@ def from_status(code: int, body: dict[str, Any], what: str) -> LaunchError:
             "check its ServiceAccount's Role)"
         )
     if code == 429 or code >= 500:
-        return KubernetesUnavailable(f"{text} (Kubernetes API answered {code}; will retry)")
+        return KubernetesUnavailable(
+            f"{text} (Kubernetes API answered {code}; will retry)", _seconds(retry_after, body)
+        )
     return KubernetesError(f"{text} (HTTP {code} {reason})".rstrip())
+
+
+def _seconds(retry_after: str | None, body: dict[str, Any]) -> float | None:
+    """When to come back: the `Retry-After` header in seconds (an API server's 429 sends
+    one, and `details.retryAfterSeconds` in its Status body; the HTTP-date form is not
+    used by API servers and is ignored)."""
+    details = body.get("details")
+    candidates = [
+        retry_after,
+        details.get("retryAfterSeconds") if isinstance(details, dict) else None,
+    ]
+    for value in candidates:
+        try:
+            seconds = float(str(value).strip())
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
 
 
 def _field_errors(body: dict[str, Any], what: str) -> list[FieldError]:
