@@ -20,10 +20,8 @@ import contextlib
 import errno
 import fcntl
 import glob
-import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 import threading
@@ -32,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from llm_launch.domain.checkpoints import is_under
+from llm_launch.domain.weights_cache import cache_directory_name
 from llm_launch.runtime.weights_clients import (
     Fetcher,
     Source,
@@ -94,11 +93,9 @@ def fetch_checkpoint(
 
 
 def destination_name(uri: str) -> str:
-    """A stable, filesystem-safe directory name for `uri`: readable tail plus a short hash."""
-    canonical = uri.rstrip("/")
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", canonical.replace("://", "-"))
-    return f"{readable[-80:].strip('.-')}-{digest}"
+    """The directory name of `uri`'s copy: the one the Kubernetes rendering also gives it in
+    a shared weights cache (`domain/weights_cache.py`)."""
+    return cache_directory_name(uri)
 
 
 # --- sources ------------------------------------------------------------------------------

@@ -14,12 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llm_launch.config.loader import load_hardware_catalog
+from llm_launch.domain.checkpoints import normalize_path
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.names import dns1123_label_problem
 from llm_launch.domain.quantity import is_quantity
 from llm_launch.engines.options import PlanOptions
 
-__all__ = ["DEFAULT_IMAGE_REPOSITORIES", "KubernetesConfig", "KubernetesConfigError"]
+__all__ = [
+    "DEFAULT_IMAGE_REPOSITORIES",
+    "KubernetesConfig",
+    "KubernetesConfigError",
+    "WeightsVolume",
+]
 
 # Our engine images (deploy/images/), which carry the engine plus the llm-launch runtime
 # (`llm-launch-startup`, `llm-launch-forwarder`); the tag is the endpoint's
@@ -32,10 +38,62 @@ DEFAULT_IMAGE_REPOSITORIES: Mapping[str, str] = {
 RESTART_POLICIES = ("RecreateGroupOnPodRestart", "RecreateGroupAfterStart", "None")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
+# PersistentVolumeClaim names are DNS-1123 subdomains ("Object Names and IDs",
+# https://kubernetes.io/docs/concepts/overview/working-with-objects/names/).
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+WEIGHTS_VOLUME_FORMS = "emptyDir, hostPath:/ABSOLUTE/DIR or pvc:CLAIM"
 
 
 class KubernetesConfigError(ValueError):
     """The Kubernetes settings cannot produce working objects; the message names the field."""
+
+
+@dataclass(frozen=True)
+class WeightsVolume:
+    """Where the pods of this installation keep the checkpoints the startup program downloads.
+
+    - `emptyDir` (default): one copy per pod, gone with it; every group recreate downloads
+      the checkpoint again.
+    - `hostPath:<dir>`: a node-local cache; each checkpoint gets `<dir>/<name>` on the node
+      (`domain/weights_cache.py`), shared by that node's pods and kept across recreates.
+    - `pvc:<claim>`: an existing ReadWriteMany PersistentVolumeClaim in the namespace; each
+      checkpoint gets the `<name>` subdirectory of the volume, shared by every node.
+    """
+
+    kind: str = "emptyDir"  # "emptyDir", "hostPath" or "pvc"
+    host_path: str | None = None  # hostPath: the cache's root directory on every node
+    claim_name: str | None = None  # pvc: the claim's name
+
+    def __post_init__(self) -> None:
+        if problem := _weights_volume_problem(self):
+            raise KubernetesConfigError(f"weights volume: {problem}")
+
+    @classmethod
+    def parse(cls, text: str) -> WeightsVolume:
+        """`emptyDir`, `hostPath:/var/cache/llm-launch` or `pvc:CLAIM` (kinds in any case)."""
+        kind, sep, value = text.strip().partition(":")
+        folded = kind.lower()
+        if folded == "emptydir" and not sep:
+            return cls()
+        if folded == "hostpath" and sep:
+            # Stored normalized (`//` and `.` removed); a path that cannot be is kept as
+            # given, for the check to name.
+            normalized = normalize_path(value)
+            return cls(
+                "hostPath", host_path=value if isinstance(normalized, str) else str(normalized)
+            )
+        if folded == "pvc" and sep:
+            return cls("pvc", claim_name=value)
+        raise KubernetesConfigError(f"weights volume {text!r}: use {WEIGHTS_VOLUME_FORMS}")
+
+    def __str__(self) -> str:
+        if self.kind == "hostPath":
+            return f"hostPath:{self.host_path}"
+        if self.kind == "pvc":
+            return f"pvc:{self.claim_name}"
+        return self.kind
 
 
 @dataclass(frozen=True)
@@ -74,6 +132,8 @@ class KubernetesConfig:
     # configuration scrapes the forwarder's /metrics.
     prometheus_annotations: bool = True
     termination_grace_period_s: int = 60
+    # Where downloaded checkpoints live (see WeightsVolume); emptyDir keeps today's behaviour.
+    weights_volume: WeightsVolume = field(default_factory=WeightsVolume)
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -117,3 +177,35 @@ def _rollout_problems(max_unavailable: int | str, max_surge: int | str) -> list[
     if str(max_unavailable).rstrip("%") == "0" and str(max_surge).rstrip("%") == "0":
         problems.append("max_unavailable and max_surge cannot both be 0: no rollout could start")
     return problems
+
+
+def _weights_volume_problem(v: WeightsVolume) -> str | None:
+    if v.kind == "emptyDir":
+        if v.host_path is not None or v.claim_name is not None:
+            return "emptyDir takes no directory or claim"
+        return None
+    if v.kind == "hostPath":
+        if v.claim_name is not None or not v.host_path:
+            return (
+                "hostPath needs the cache's directory on the nodes, "
+                "as in hostPath:/var/cache/llm-launch"
+            )
+        normalized = normalize_path(v.host_path)
+        if isinstance(normalized, str):
+            return f"hostPath directory {v.host_path!r} {normalized}"
+        if str(normalized) != v.host_path:
+            return f"write the hostPath directory {v.host_path!r} as {str(normalized)!r}"
+        if str(normalized) == "/":
+            return "hostPath directory '/' would put checkpoints at the root of every node"
+        return None
+    if v.kind == "pvc":
+        name = v.claim_name or ""
+        if v.host_path is not None or not name:
+            return "pvc needs the name of an existing ReadWriteMany claim, as in pvc:model-cache"
+        if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
+            return (
+                f"claim name {name!r} must be a DNS-1123 subdomain: lowercase letters, "
+                "digits, '-' and '.', starting and ending with a letter or digit"
+            )
+        return None
+    return f"kind {v.kind!r} is not one of emptyDir, hostPath, pvc"

@@ -15,6 +15,7 @@ from llm_launch.backends.kubernetes.render_names import LABEL_ROLE, LWS_NAME_LAB
 from llm_launch.domain.hardware import GpuType, Toleration
 from llm_launch.domain.quantity import parse_quantity
 from llm_launch.domain.spec import EndpointSpec
+from llm_launch.domain.weights_cache import cache_directory_name, is_downloaded
 from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER, FORWARDER_TOKEN_ENV
 from llm_launch.engines.plan import ContainerPlan, Probe, Role, RolePlan
 
@@ -106,7 +107,7 @@ def container(plan: ContainerPlan, ctx: PodContext) -> Manifest:
     if is_engine:
         result["volumeMounts"] = [
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
-            {"name": WEIGHTS_VOLUME, "mountPath": ctx.config.plan_options.weights_dir},
+            _weights_mount(ctx),
         ]
     for probe in plan.probes:
         result[_PROBE_FIELDS[probe.kind]] = http_probe(probe)
@@ -161,13 +162,59 @@ def _forwarder_resources(config: KubernetesConfig) -> Manifest:
 
 
 def _volumes(ctx: PodContext) -> list[Manifest]:
-    weights: Manifest = {}
-    if ctx.spec.storage is not None:
-        weights["sizeLimit"] = ctx.spec.storage
     return [
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": _shm_size(ctx)}},
-        {"name": WEIGHTS_VOLUME, "emptyDir": weights},
+        {"name": WEIGHTS_VOLUME, **_weights_source(ctx)},
     ]
+
+
+def _cached(ctx: PodContext) -> bool:
+    """True if this endpoint's downloads go to the installation's shared weights cache.
+
+    Only downloaded checkpoints do: a local one is used in place and a model id is loaded
+    by the engine, so a cache directory would stay empty (the weights directory then holds
+    only the chat template file, which a pod's own emptyDir serves as well).
+    """
+    return ctx.config.weights_volume.kind != "emptyDir" and is_downloaded(ctx.spec.checkpoint_path)
+
+
+def _weights_source(ctx: PodContext) -> Manifest:
+    """The weights volume: a per-pod emptyDir, or this checkpoint's place in the cache.
+
+    The cache holds one directory per checkpoint, named as the startup program names its
+    copy (`domain/weights_cache.py`), so endpoints of one checkpoint share it and a pod
+    sees no other checkpoint. In it the startup program keeps its usual layout (the copy,
+    its lock file, partial copies), so locking and the atomic rename stay on one file system.
+    """
+    volume = ctx.config.weights_volume
+    if not _cached(ctx):
+        weights: Manifest = {}
+        if ctx.spec.storage is not None:
+            weights["sizeLimit"] = ctx.spec.storage
+        return {"emptyDir": weights}
+    assert ctx.spec.checkpoint_path is not None  # _cached checked it
+    directory = cache_directory_name(ctx.spec.checkpoint_path)
+    if volume.kind == "hostPath":
+        # DirectoryOrCreate: the kubelet creates a missing directory with mode 0755, owned
+        # as the kubelet is (root), which our engine images (USER 0) can write
+        # (https://kubernetes.io/docs/concepts/storage/volumes/#hostpath).
+        path = f"{volume.host_path}/{directory}"
+        return {"hostPath": {"path": path, "type": "DirectoryOrCreate"}}
+    return {"persistentVolumeClaim": {"claimName": volume.claim_name}}
+
+
+def _weights_mount(ctx: PodContext) -> Manifest:
+    """The engine's mount of the weights volume at the plan's weights directory.
+
+    On a claim the checkpoint's directory is a `subPath`; the kubelet creates a missing
+    subPath directory before it mounts it (kubernetes/kubernetes pkg/kubelet/kubelet_pods.go,
+    makeMounts: "Create the sub path now ...").
+    """
+    mount: Manifest = {"name": WEIGHTS_VOLUME, "mountPath": ctx.config.plan_options.weights_dir}
+    if _cached(ctx) and ctx.config.weights_volume.kind == "pvc":
+        assert ctx.spec.checkpoint_path is not None
+        mount["subPath"] = cache_directory_name(ctx.spec.checkpoint_path)
+    return mount
 
 
 def _shm_size(ctx: PodContext) -> str:
