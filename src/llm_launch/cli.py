@@ -41,6 +41,14 @@ console = Console()
 errors = Console(stderr=True)
 
 
+WEIGHTS_VOLUME_HELP = (
+    "where pods keep downloaded checkpoints: emptyDir (one copy per pod, downloaded again "
+    "on every group recreate), hostPath:/DIR (a cache per node, one directory per "
+    "checkpoint; needs a cluster that allows hostPath volumes) or pvc:CLAIM (an existing "
+    "ReadWriteMany claim, one subdirectory per checkpoint)"
+)
+
+
 def _fail(message: str) -> typer.Exit:
     errors.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code=1)
@@ -83,6 +91,13 @@ def serve(
             help="unique per installation sharing a namespace (GC keeps to its own)",
         ),
     ] = "default",
+    kubernetes_weights_volume: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_KUBERNETES_WEIGHTS_VOLUME",
+            help=WEIGHTS_VOLUME_HELP,
+        ),
+    ] = "emptyDir",
     kubeconfig: Annotated[
         str | None, typer.Option(envvar="KUBECONFIG", help="default: in-cluster or ~/.kube/config")
     ] = None,
@@ -206,6 +221,10 @@ def serve(
         )
     if backend not in ("local", "kubernetes", "none"):
         raise _fail(f"--backend must be local, kubernetes or none (got {backend!r})")
+    try:
+        _weights_volume(kubernetes_weights_volume)
+    except ValueError as exc:
+        raise _fail(f"--kubernetes-weights-volume: {exc}") from exc
     if engine_mode not in ("auto", "simulated", "real"):
         raise _fail(f"--engine-mode must be auto, simulated or real (got {engine_mode!r})")
     first, _, last = local_ports.partition("-")
@@ -234,6 +253,7 @@ def serve(
         engine_mode=engine_mode,
         kubernetes_namespace=kubernetes_namespace,
         kubernetes_control_plane_id=kubernetes_control_plane_id,
+        kubernetes_weights_volume=kubernetes_weights_volume,
         kubeconfig=kubeconfig,
         inference_timeout_s=inference_timeout,
         max_request_bytes=max_request_bytes,
@@ -307,6 +327,13 @@ def _explained() -> Iterator[None]:
         raise _fail(str(exc)) from exc
 
 
+def _weights_volume(text: str) -> Any:
+    """The parsed weights volume setting; a ValueError (KubernetesConfigError) says the fix."""
+    from llm_launch.backends.kubernetes.config import WeightsVolume
+
+    return WeightsVolume.parse(text)
+
+
 def _plan_options(ip_family: str, socket_ifname: str, cluster_domain: str | None) -> Any:
     from llm_launch.engines.options import PlanOptions
     from llm_launch.engines.plan import IpFamily
@@ -348,6 +375,7 @@ def render(
     image_repository: Annotated[
         str | None, typer.Option(help="engine image repository (default: ours for the framework)")
     ] = None,
+    weights_volume: Annotated[str, typer.Option(help=WEIGHTS_VOLUME_HELP)] = "emptyDir",
     hardware_catalog: CatalogOption = None,
 ) -> None:
     """Print the Kubernetes objects of a create request as multi-document YAML."""
@@ -376,6 +404,7 @@ def render(
             image_repositories=repositories,
             catalog=catalog,
             plan_options=_plan_options(ip_family, socket_ifname, cluster_domain),
+            weights_volume=_weights_volume(weights_volume),
         )
         identity = EndpointIdentity(
             name=spec.name,

@@ -46,6 +46,9 @@ class Settings:
     keep_alive_timeout_s: int = 5  # an idle kept-alive connection: closed after this
     kubernetes_namespace: str = "default"
     kubernetes_control_plane_id: str = "default"  # unique per installation sharing a namespace
+    # Where pods keep downloaded checkpoints: emptyDir, hostPath:DIR or pvc:CLAIM
+    # (backends/kubernetes/config.py, WeightsVolume).
+    kubernetes_weights_volume: str = "emptyDir"
     kubeconfig: str | None = None  # None: $KUBECONFIG, in-cluster, then ~/.kube/config
 
 

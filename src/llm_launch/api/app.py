@@ -42,12 +42,13 @@ def make_backend(settings: Settings) -> Backend | None:
         )
     if settings.backend == "kubernetes":
         from llm_launch.backends.kubernetes.backend import KubernetesBackend
-        from llm_launch.backends.kubernetes.config import KubernetesConfig
+        from llm_launch.backends.kubernetes.config import KubernetesConfig, WeightsVolume
 
         config = KubernetesConfig(
             namespace=settings.kubernetes_namespace,
             control_plane_id=settings.kubernetes_control_plane_id,
             catalog=settings.catalog,
+            weights_volume=WeightsVolume.parse(settings.kubernetes_weights_volume),
         )
         return KubernetesBackend(config, kubeconfig=settings.kubeconfig)
     raise ValueError(f"unknown backend {settings.backend!r}; use local, kubernetes or none")

@@ -3,14 +3,22 @@ ReadWriteMany claim, one directory per checkpoint; and the setting that chooses 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from llm_launch.api.app import make_backend
+from llm_launch.backends.kubernetes.backend import KubernetesBackend
 from llm_launch.backends.kubernetes.config import KubernetesConfigError, WeightsVolume
+from llm_launch.cli import app
 from llm_launch.domain.weights_cache import cache_directory_name
 from llm_launch.runtime.weights import destination_name
-from tests.builders import seed_body
+from llm_launch.settings import Settings
+from tests.builders import EXAMPLES, seed_body
 from tests.unit.kubernetes import Manifest, by_kind, rendered, single_node_vllm
 from tests.unit.kubernetes.test_render_schemas import K8S_VERSIONS, crd_errors, kubernetes_errors
 
@@ -141,7 +149,10 @@ class TestTheSetting:
             ("emptyDir", WeightsVolume()),
             ("emptydir", WeightsVolume()),
             ("hostPath:/var/cache/llm-launch", WeightsVolume("hostPath", "/var/cache/llm-launch")),
-            ("hostPath:/var/cache//llm-launch/", WeightsVolume("hostPath", "/var/cache/llm-launch")),
+            (
+                "hostPath:/var/cache//llm-launch/",
+                WeightsVolume("hostPath", "/var/cache/llm-launch"),
+            ),
             ("pvc:model-cache", WeightsVolume("pvc", claim_name="model-cache")),
         ],
     )
@@ -174,3 +185,48 @@ class TestTheSetting:
     def test_a_directory_given_directly_must_be_normalized(self) -> None:
         with pytest.raises(KubernetesConfigError, match="as '/var/cache'"):
             WeightsVolume("hostPath", host_path="/var//cache")
+
+
+class TestWhereTheSettingComesFrom:
+    def test_render_takes_a_weights_volume_option(self) -> None:
+        seed = str(EXAMPLES / "deepseek-r1-multinode.json")
+        args = ["render", "-f", seed, "--weights-volume", "pvc:model-cache"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        lws = next(o for o in yaml.safe_load_all(result.stdout) if o["kind"] == "LeaderWorkerSet")
+        leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+        assert weights_volume(leader)["persistentVolumeClaim"] == {"claimName": "model-cache"}
+
+    def test_render_refuses_a_bad_weights_volume_with_the_forms_it_takes(
+        self, tmp_path: Path
+    ) -> None:
+        body = tmp_path / "body.json"
+        body.write_text(json.dumps(seed_body()))
+        result = CliRunner().invoke(app, ["render", "-f", str(body), "--weights-volume", "nfs"])
+        assert result.exit_code == 1
+        assert "use emptyDir, hostPath:/ABSOLUTE/DIR or pvc:CLAIM" in result.output
+
+    @pytest.mark.parametrize("by_env", [False, True], ids=["option", "environment"])
+    def test_serve_refuses_a_bad_weights_volume_before_it_starts(
+        self, by_env: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("LLM_LAUNCH_API_KEYS", raising=False)
+        args = ["serve", "--backend", "kubernetes", "--data-dir", str(tmp_path)]
+        if by_env:
+            monkeypatch.setenv("LLM_LAUNCH_KUBERNETES_WEIGHTS_VOLUME", "hostPath:relative")
+        else:
+            args += ["--kubernetes-weights-volume", "hostPath:relative"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1
+        assert "--kubernetes-weights-volume" in result.output
+        assert "must be an absolute path" in result.output
+
+    def test_the_server_setting_reaches_the_kubernetes_backend(self, tmp_path: Path) -> None:
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+            backend="kubernetes",
+            kubernetes_weights_volume="hostPath:/var/cache/llm-launch",
+        )
+        backend = make_backend(settings)
+        assert isinstance(backend, KubernetesBackend)
+        assert backend.config.weights_volume == HOST_CACHE
