@@ -1,6 +1,14 @@
-"""Pieces every framework's plan shares: the startup invocation, env, probes, forwarder."""
+"""Pieces every framework's plan shares: the startup invocation, env, probes, forwarder,
+and the group's preStop hooks (draining, `runtime.drain`).
+
+One definition for both backends: Kubernetes renders these probes and hooks into pods
+(`backends.kubernetes.render_pod`); the local backend polls the same checks and runs the
+same forwarder hook (`backends.local.controller`).
+"""
 
 from __future__ import annotations
+
+import math
 
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.engines.args import render_engine_args
@@ -21,6 +29,56 @@ FORWARDER_CONTAINER = "forwarder"
 # backend sets it in the forwarder process, Kubernetes from the endpoint's Secret.
 FORWARDER_TOKEN_ENV = "LLM_LAUNCH_FORWARDER_TOKEN"
 PROBE_PERIOD_S = 10
+# After its preStop hook, an engine gets this long to exit on SIGTERM before SIGKILL.
+ENGINE_STOP_S = 30
+# vLLM has no generation route: its leader's liveness asks the forwarder's /livez, which
+# runs the forwarder's one-token completion (the same check as its /readyz, undrained).
+FORWARDER_LIVENESS_PATH = "/livez"
+
+
+def termination_grace_s(options: PlanOptions) -> int:
+    """A pod's terminationGracePeriodSeconds: the drain grace, then the engine's stop.
+    The countdown starts before the preStop hooks run ("Pod Lifecycle", termination)."""
+    return options.drain_grace_s + ENGINE_STOP_S
+
+
+def generation_liveness(options: PlanOptions, routes: EngineRoutes) -> Probe:
+    """The leader engine's livenessProbe: a real generation check, failing for
+    `hang_restart_s` (period x failureThreshold) before the kubelet restarts the engine,
+    which under RecreateGroupOnPodRestart recreates the group. SGLang: its own
+    `/health_generate` (a one-token generation; its `/health` may answer while the
+    scheduler is wedged, and is a dummy on ranks >= 1). vLLM: `/health` only reads an
+    error flag, so the forwarder's `/livez` runs a one-token completion instead."""
+    period = min(PROBE_PERIOD_S, options.hang_restart_s)
+    threshold = max(1, math.ceil(options.hang_restart_s / period))
+    if routes.generation_check:
+        path, port = routes.generation_check, options.ports.engine
+    else:
+        path, port = FORWARDER_LIVENESS_PATH, options.ports.forwarder
+    return Probe("liveness", path, port, period, failure_threshold=threshold, timeout_s=period)
+
+
+def _loopback(options: PlanOptions) -> str:
+    return "[::1]" if options.ip_family.value == "ipv6" else "127.0.0.1"
+
+
+def forwarder_pre_stop(options: PlanOptions) -> tuple[str, ...]:
+    """The forwarder's preStop: drain (no new requests, readiness fails), then wait for
+    in-flight requests, at most the drain grace."""
+    url = f"http://{_loopback(options)}:{options.ports.forwarder}"
+    grace = str(options.drain_grace_s)
+    return (*options.forwarder_program, "drain", "--url", url, "--grace-s", grace)
+
+
+def engine_pre_stop(options: PlanOptions, role: Role) -> tuple[str, ...]:
+    """An engine's preStop: wait until the group's forwarder has drained, so the engine
+    (and on workers, their rank of the leader's generations) stops only after it."""
+    if role is Role.LEADER:
+        where = ["--url", f"http://{_loopback(options)}:{options.ports.forwarder}"]
+    else:
+        where = ["--leader-port", str(options.ports.forwarder)]
+    grace = str(options.drain_grace_s)
+    return (*options.forwarder_program, "wait-drained", *where, "--grace-s", grace)
 
 
 def common_env(spec: EndpointSpec, options: PlanOptions) -> dict[str, str]:
@@ -86,22 +144,24 @@ def engine_container(
     if role is Role.LEADER:
         ports["rendezvous"] = options.ports.rendezvous
         # The leader's budget covers waiting for workers, downloading and loading weights.
+        # Liveness starts once the startup probe has passed: a leader that served and
+        # then stops generating for hang_restart_s is restarted.
         probes = (
             Probe("startup", routes.health, options.ports.engine, PROBE_PERIOD_S,
                   failure_threshold=max(1, options.startup_budget_s // PROBE_PERIOD_S)),
-            Probe("liveness", routes.health, options.ports.engine, 15, failure_threshold=4),
+            generation_liveness(options, routes),
         )  # fmt: skip
     # Workers get no probe: their /health is a dummy that says nothing about the group,
     # and the group's readiness is the leader's real generation check.
-    return ContainerPlan(ENGINE_CONTAINER, command, env, ports, probes)
+    pre_stop = engine_pre_stop(options, role)
+    return ContainerPlan(ENGINE_CONTAINER, command, env, ports, probes, pre_stop)
 
 
 def forwarder_container(
     spec: EndpointSpec, options: PlanOptions, routes: EngineRoutes, engine_api: str
 ) -> ContainerPlan:
     """The forwarder beside the leader's engine: readiness of the whole group lives here."""
-    ipv6 = options.ip_family.value == "ipv6"
-    loopback = "[::1]" if ipv6 else "127.0.0.1"
+    loopback = _loopback(options)
     # AUTO: the forwarder picks at start, from POD_IP, as the startup program does for the
     # engine; a fixed 0.0.0.0 would be unreachable on an IPv6-only cluster.
     families = {"ipv6": "::", "ipv4": "0.0.0.0", "auto": "auto"}
@@ -123,7 +183,12 @@ def forwarder_container(
     )
     env = {"LLM_LAUNCH_ENDPOINT_NAME": spec.name}
     return ContainerPlan(
-        FORWARDER_CONTAINER, tuple(command), env, {"http": options.ports.forwarder}, probes
+        FORWARDER_CONTAINER,
+        tuple(command),
+        env,
+        {"http": options.ports.forwarder},
+        probes,
+        forwarder_pre_stop(options),
     )
 
 
@@ -161,4 +226,6 @@ def assemble_plan(
         leader=role_plan(Role.LEADER),
         worker=role_plan(Role.WORKER) if spec.is_multinode else None,
         extra_engine_args=render_engine_args(spec.engine_args),
+        hang_restart_s=options.hang_restart_s,
+        drain_grace_s=options.drain_grace_s,
     )

@@ -22,6 +22,13 @@ class PlanOptions:
     worker_wait_timeout_s: int = 1200
     resolve_timeout_s: int = 300
     forwarder_max_concurrency: int = 256
+    # A leader that was ready and then fails its generation check for this long is
+    # restarted, and so its whole group recreated: by Kubernetes (the engine container's
+    # livenessProbe) and by the local backend's supervision loop alike.
+    hang_restart_s: int = 30
+    # On scale-down, rollout and delete, a group's forwarder stops taking requests and
+    # in-flight ones (streams included) get this long to finish before the engine stops.
+    drain_grace_s: int = 90
     startup_program: tuple[str, ...] = ("llm-launch-startup",)
     forwarder_program: tuple[str, ...] = ("llm-launch-forwarder",)
 
@@ -52,8 +59,11 @@ class PlanOptions:
             "worker_wait_timeout_s",
             "resolve_timeout_s",
             "forwarder_max_concurrency",
+            "hang_restart_s",
         ):
             if getattr(self, name) < 1:
                 errors.append(FieldError(name, "must be >= 1"))
+        if self.drain_grace_s < 0:
+            errors.append(FieldError("drain_grace_s", "must be >= 0"))
         if errors:
             raise InvalidRequest(errors)

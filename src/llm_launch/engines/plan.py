@@ -55,6 +55,9 @@ class ContainerPlan:
     env: Mapping[str, str]
     ports: Mapping[str, int]
     probes: tuple[Probe, ...] = ()
+    # Run (in the container, with its environment) before it is stopped: Kubernetes'
+    # `lifecycle.preStop.exec`, and the local backend before it stops a group.
+    pre_stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class LaunchPlan:
     leader: RolePlan
     worker: RolePlan | None  # None for single-node endpoints
     extra_engine_args: tuple[str, ...] = field(default=())
+    hang_restart_s: int = 30  # PlanOptions.hang_restart_s: a ready leader failing its
+    # generation check this long is restarted (its group recreated)
+    drain_grace_s: int = 90  # PlanOptions.drain_grace_s: in-flight requests' time to finish
 
     @property
     def roles(self) -> tuple[RolePlan, ...]:

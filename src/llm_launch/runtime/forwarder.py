@@ -5,7 +5,9 @@ Kubernetes runs it in the leader pod, the local backend as a process) with
 `--host --port --engine-url --engine-api --served-model-name --max-concurrency
 [--ready-check-path]`. Callers: the control plane's inference routes (Launch's
 `/predict`, `/stream`, OpenAI `/v1/...`) and the readiness/liveness probes (`/readyz`,
-`/healthz`). Next hop: the engine at `--engine-url`, through `runtime.forwarder_app`.
+`/healthz`), and the group's preStop hooks (`/drain`, `/drained`: see `runtime.drain`,
+whose `drain` and `wait-drained` commands this program also runs). Next hop: the engine
+at `--engine-url`, through `runtime.forwarder_app`.
 
 Its token (the endpoint's data-plane secret) comes from the environment variable
 LLM_LAUNCH_FORWARDER_TOKEN, never the command line (anyone on the host can read argv in
@@ -24,12 +26,14 @@ import argparse
 import dataclasses
 import logging
 import os
+import sys
 from collections.abc import MutableMapping, Sequence
 
 import uvicorn
 
 from llm_launch.engines.common import FORWARDER_TOKEN_ENV
 from llm_launch.http_timeouts import DEFAULT_HEADER_TIMEOUT_S, header_timeout_protocol
+from llm_launch.runtime import drain
 from llm_launch.runtime.forwarder_app import ForwarderConfig, create_app
 from llm_launch.runtime.forwarder_engines import ENGINE_APIS
 from llm_launch.runtime.network import auto_listen_host
@@ -122,7 +126,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ForwarderConfig, argp
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config, args = parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments and arguments[0] in drain.COMMANDS:
+        # The preStop commands (`drain`, `wait-drained`) ride on this program, which every
+        # engine image carries, so no container needs another entry point.
+        drain.main(arguments)
+        return
+    config, args = parse_args(arguments)
     config = with_token(config, args, os.environ)
     if args.host == "auto":
         args.host = auto_listen_host(os.environ.get("POD_IP"))

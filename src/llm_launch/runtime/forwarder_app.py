@@ -10,12 +10,19 @@ Every inference request passes through here, so this is a raw ASGI app: a dict l
 routes, handlers are plain coroutines, nothing hops to a thread, nothing logs per
 request, and streamed chunks go to the client as they arrive. Errors map to HTTP in one
 place (`as_http_error`): 422 invalid request, 429 saturated, 502 engine unreachable.
+
+Draining (a group's preStop hooks, `runtime.drain`): `POST /drain` (the token, from
+loopback only) stops new inference requests (503) and fails `/readyz`, so Services stop
+routing here, while requests in flight, streams included, finish; `GET /drained` says
+when none is left. `GET /livez` is the engine's generation check alone, which a draining
+forwarder still answers truthfully (a liveness probe must not restart a draining group).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -113,11 +120,14 @@ class ForwarderApp:
         self._max = config.max_concurrency
         self._credential = None if config.token is None else b"Bearer " + config.token.encode()
         self.in_flight = 0
+        self.draining = False  # set once by POST /drain; a draining group never serves again
         self.admitted_total = 0
         self.rejected_total = 0
         self._plain: dict[str, tuple[str, Callable[[Send], Awaitable[None]]]] = {
             "/healthz": ("GET", self._healthz),
             "/readyz": ("GET", self._readyz),
+            "/livez": ("GET", self._livez),
+            "/drained": ("GET", self._drained),
             "/metrics": ("GET", self._metrics),
         }
         self._limited: dict[str, tuple[str, Handler]] = {
@@ -136,6 +146,8 @@ class ForwarderApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
+        if path == "/drain":
+            return await self._drain(scope, send)
         route = self._limited.get(path)
         if route is None:
             plain = self._plain.get(path)
@@ -148,6 +160,8 @@ class ForwarderApp:
             return await respond_unauthorized(send)
         if scope["method"] != route[0]:
             return await respond_error(send, not_allowed(scope, route[0]))
+        if self.draining:
+            return await respond_error(send, draining_error())
         if self.in_flight >= self._max:
             self.rejected_total += 1
             return await respond_error(send, saturated(self._max))
@@ -201,8 +215,40 @@ class ForwarderApp:
         await respond_json(send, 200, {"status": "ok"})
 
     async def _readyz(self, send: Send) -> None:
+        if self.draining:
+            body = {"ready": False, "reason": "draining: taking no new requests",
+                    "engine_status": None, "in_flight": self.in_flight}  # fmt: skip
+            return await respond_json(send, 503, body)
         readiness = await self.readiness.check()
         await respond_json(send, 200 if readiness.ready else 503, readiness.body())
+
+    async def _livez(self, send: Send) -> None:
+        """The engine's generation check alone (the liveness probe of vLLM leaders, which
+        have no generation route of their own), whether or not this forwarder drains."""
+        readiness = await self.readiness.check()
+        await respond_json(send, 200 if readiness.ready else 503, readiness.body())
+
+    # --- draining (the preStop hooks, runtime.drain) ----------------------------------------
+
+    async def _drain(self, scope: Scope, send: Send) -> None:
+        if scope["method"] != "POST":
+            return await respond_error(send, not_allowed(scope, "POST"))
+        client = scope.get("client")
+        if not client or not _is_loopback(client[0]):
+            # The hook runs inside the pod (or, locally, on this machine): nobody on the
+            # pod network may take a group out of service, even with the token.
+            message = "POST /drain is accepted from loopback only (the group's preStop hook)"
+            return await respond_error(send, ForwarderError(403, "forbidden", message))
+        if self._credential is not None and not self._authorized(scope):
+            return await respond_unauthorized(send)
+        self.draining = True
+        await respond_json(send, 200, {"draining": True, "in_flight": self.in_flight})
+
+    async def _drained(self, send: Send) -> None:
+        """Open and read-only: 200 once draining with nothing in flight, else 503."""
+        drained = self.draining and self.in_flight == 0
+        body = {"drained": drained, "draining": self.draining, "in_flight": self.in_flight}
+        await respond_json(send, 200 if drained else 503, body)
 
     async def _metrics(self, send: Send) -> None:
         """Prometheus text. `llm_launch_requests_in_flight` is what the Kubernetes
@@ -279,6 +325,21 @@ def create_app(
     if transport is None:
         return ForwarderApp(config, engine_pool(config))
     return ForwarderApp(config, HttpxEngineClient(transport, config.engine_url))
+
+
+def draining_error() -> ForwarderError:
+    message = "this group is draining (scale-down, rollout or delete) and takes no new requests"
+    return ForwarderError(503, "draining", message)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack listener sees 127.0.0.1 as ::ffff:...
+    return address.is_loopback
 
 
 def _request_id(scope: Scope) -> str:

@@ -348,5 +348,19 @@ def _autoscaler(workload: Manifest, ctx: PodContext, identity: EndpointIdentity)
             "minReplicas": spec.min_workers,
             "maxReplicas": spec.max_workers,
             "metrics": [{"type": "Pods", "pods": {"metric": metric, "target": target}}],
+            "behavior": {"scaleDown": _scale_down()},
         },
+    }
+
+
+# HPA "Configurable scaling behavior" (kubernetes.io/docs/tasks/run-application/
+# horizontal-pod-autoscale/#configurable-scaling-behavior): scale down on the highest
+# recommendation of the last 5 minutes (the documented default window, written out so
+# it is stated, not implied), and by at most one group per 5 minutes: a group takes up
+# to the startup budget (30 min) to come back, so a dip in traffic must not cost several.
+# Each group removed drains first (the pods' preStop hooks). Scale-up keeps the defaults.
+def _scale_down() -> Manifest:
+    return {
+        "stabilizationWindowSeconds": 300,
+        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}],
     }

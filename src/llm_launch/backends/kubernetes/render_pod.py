@@ -16,7 +16,12 @@ from llm_launch.domain.hardware import GpuType, Toleration
 from llm_launch.domain.quantity import parse_quantity
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.weights_cache import cache_directory_name, is_downloaded
-from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER, FORWARDER_TOKEN_ENV
+from llm_launch.engines.common import (
+    ENGINE_CONTAINER,
+    FORWARDER_CONTAINER,
+    FORWARDER_TOKEN_ENV,
+    termination_grace_s,
+)
 from llm_launch.engines.plan import ContainerPlan, Probe, Role, RolePlan
 
 Manifest = dict[str, Any]
@@ -76,7 +81,11 @@ def _pod_spec(role: RolePlan, ctx: PodContext) -> Manifest:
         "enableServiceLinks": False,
         # Engines and the forwarder never call the Kubernetes API.
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": config.termination_grace_period_s,
+        # The preStop hooks drain first (forwarder), then the engines stop; the countdown
+        # covers both ("Pod Lifecycle", termination; "Container Lifecycle Hooks").
+        "terminationGracePeriodSeconds": max(
+            config.termination_grace_period_s, termination_grace_s(config.plan_options)
+        ),
     }
     if config.service_account:
         spec["serviceAccountName"] = config.service_account
@@ -111,6 +120,11 @@ def container(plan: ContainerPlan, ctx: PodContext) -> Manifest:
         ]
     for probe in plan.probes:
         result[_PROBE_FIELDS[probe.kind]] = http_probe(probe)
+    if plan.pre_stop:
+        # exec, not httpGet: the forwarder's hook must send the token, which only that
+        # container's environment holds (an httpGet hook carries no Secret), and exec
+        # runs with the container's environment ("Container Lifecycle Hooks").
+        result["lifecycle"] = {"preStop": {"exec": {"command": list(plan.pre_stop)}}}
     return result
 
 
