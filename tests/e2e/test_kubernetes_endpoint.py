@@ -12,6 +12,7 @@ import pytest
 
 from tests.builders import seed_body
 from tests.fakes.kube_api import FakeKubeApi, lws_pod, unschedulable
+from tests.support.deletes import wait_until_deleted
 from tests.support.local_groups import wait_for
 from tests.support.server import RunningServer
 from tests.unit.kubernetes import k8s_name
@@ -78,6 +79,8 @@ def test_the_runbook_endpoint_runs_as_a_leaderworkerset_whose_pods_drive_its_sta
     assert ready["spec"]["deployment_state"]["available_workers"] == 1
 
     assert client.delete("/v1/llm/model-endpoints/deepseek-r1").json() == {"deleted": True}
+    assert client.get("/v1/llm/model-endpoints/deepseek-r1").status_code == 404  # at once
+    wait_until_deleted(client, "deepseek-r1")  # the foreground deletion ends in the background
     assert kube_api.get("leaderworkersets", LWS) is None
     assert f"{LWS}-leader" not in kube_api.names("services")
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.builders import seed_body
 from tests.support.databases import fresh_postgres_database
+from tests.support.deletes import wait_until_deleted
 from tests.support.local_groups import group_records, processes_with_env, wait_for
 from tests.support.server import RunningServer, simulated_local_server
 
@@ -206,6 +207,7 @@ def test_deleting_the_endpoint_leaves_no_process(deployment: Deployment) -> None
     response = deployment.client.delete(f"/v1/llm/model-endpoints/{deployment.name}")
     assert response.json() == {"deleted": True}
     assert deployment.client.get(f"/v1/llm/model-endpoints/{deployment.name}").status_code == 404
+    wait_until_deleted(deployment.client, deployment.name)  # the teardown ends in the background
     for pid in pids.values():
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     server_pid = deployment.server.pid

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, field
 
 from llm_launch.backends.base import Observation
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import FieldError, LaunchError
+from llm_launch.domain.errors import FieldError, LaunchError, UpstreamFailed
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 
@@ -22,6 +24,10 @@ class FakeBackend:
     fail_apply: LaunchError | None = None
     refuse: list[FieldError] = field(default_factory=list)
     live_ids_seen: set[str] | None = None
+    # A slow teardown: it waits until a test (in any thread) sets the gate.
+    teardown_gate: threading.Event | None = None
+    teardown_failures: int = 0  # the first N teardowns fail, as an unreachable API would
+    teardown_attempts: int = 0
 
     def check(self, spec: EndpointSpec) -> list[FieldError]:
         return list(self.refuse)
@@ -35,6 +41,13 @@ class FakeBackend:
         return self.observation
 
     async def teardown(self, endpoint: Endpoint) -> None:
+        self.teardown_attempts += 1
+        if self.teardown_failures > 0:
+            self.teardown_failures -= 1
+            raise UpstreamFailed("kubernetes API unreachable")
+        # The gate is a threading.Event, opened from a test's thread: polled, not awaited.
+        while self.teardown_gate is not None and not self.teardown_gate.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
         self.torn_down.append(endpoint.id)
 
     async def collect_garbage(self, live_endpoint_ids: set[str]) -> None:

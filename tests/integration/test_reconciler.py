@@ -81,7 +81,7 @@ async def test_a_delete_interrupted_by_a_crash_is_finished(store: EndpointReposi
         )
     await Reconciler(store, backend).reconcile_once()
     assert backend.torn_down == [endpoint.id]
-    assert await store.list_owned("alice") == []
+    assert await store.list_owned("alice", include_deleting=True) == []
 
 
 async def test_a_spec_the_backend_cannot_run_is_refused_before_it_is_stored(
@@ -91,7 +91,7 @@ async def test_a_spec_the_backend_cannot_run_is_refused_before_it_is_stored(
     service = EndpointService(store, load_hardware_catalog(), backend)
     with pytest.raises(InvalidRequest, match="scale-to-zero"):
         await service.create("alice", endpoint_body())
-    assert await store.list_owned("alice") == []
+    assert await store.list_owned("alice", include_deleting=True) == []
 
 
 async def test_a_pass_rereads_a_spec_only_when_its_generation_changed(

@@ -28,6 +28,7 @@ from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.spec import build_spec
 from llm_launch.domain.status import EndpointStatus
 from tests.builders import endpoint_body
+from tests.support.deletes import wait_until_deleted
 from tests.support.local_groups import group_records, processes_with_env, wait_for
 from tests.support.server import RunningServer, simulated_local_server
 
@@ -171,6 +172,7 @@ def test_the_logs_of_a_deleted_endpoint_go_with_it(served: Served) -> None:
     name = endpoint["name"]
     assert list((served.data_dir / "logs").glob(f"{name}-*"))
     assert served.client.delete(f"/v1/llm/model-endpoints/{name}").status_code == 200
+    wait_until_deleted(served.client, name)  # the teardown ends in the background
     assert not list((served.data_dir / "logs").glob(f"{name}-*"))
 
 

@@ -103,4 +103,4 @@ async def test_an_interrupted_delete_is_finished_on_the_first_pass_after_a_resta
     backend = FakeBackend()
     await Reconciler(store, backend).reconcile_once()  # the next server's first pass
     assert backend.torn_down == [endpoint.id]
-    assert await store.list_owned("alice") == []
+    assert await store.list_owned("alice", include_deleting=True) == []

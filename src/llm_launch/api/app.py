@@ -15,7 +15,7 @@ from llm_launch.api.guard import RequestGuard
 from llm_launch.api.openapi import install_security
 from llm_launch.api.routers import endpoints, health, inference
 from llm_launch.backends.base import Backend
-from llm_launch.services.deletes import DeletesInFlight
+from llm_launch.services.deletes import Teardowns
 from llm_launch.services.endpoints import EndpointService
 from llm_launch.services.inference import InferenceRouter
 from llm_launch.services.reconciler import Reconciler
@@ -64,12 +64,13 @@ def create_app(
         engine = open_database(settings.database_url)
         repository = EndpointRepository(engine)
         backend = backend_factory(settings)
-        deletes = DeletesInFlight()  # the service and the reconciler share who deletes what
+        # The service and the reconciler share the background teardowns of deletes.
+        teardowns = Teardowns(repository, backend)
         app.state.endpoints = EndpointService(
             repository,
             settings.catalog,
             backend,
-            deletes,
+            teardowns,
             quotas=settings.quotas,
             checkpoint_roots=settings.checkpoint_roots,
         )
@@ -79,7 +80,7 @@ def create_app(
         reconciling = None
         if backend is not None:
             reconciler = Reconciler(
-                repository, backend, settings.reconcile_interval_s, deletes=deletes
+                repository, backend, settings.reconcile_interval_s, teardowns=teardowns
             )
             reconciling = asyncio.create_task(reconciler.run_forever(), name="reconciler")
         try:
@@ -89,6 +90,7 @@ def create_app(
                 reconciling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reconciling
+            await teardowns.close()  # unfinished ones are finished by the next server
             if backend is not None:
                 await backend.close()
             await app.state.inference.close()

@@ -71,12 +71,15 @@ def quota_problems(
     requested: EndpointSpec,
     *,
     replacing: EndpointSpec | None = None,
+    deleting: Usage | None = None,
 ) -> list[FieldError]:
     """Why `requested` does not fit `owner`'s quota next to `in_use`; empty if it fits.
 
     `in_use` is what the owner's other endpoints take. For an update, `replacing` is the
     endpoint's current spec: the update adds no endpoint, and a dimension it does not grow is
     not checked, so an owner over a lowered limit can still scale down or relabel.
+    `deleting` is the part of `in_use` held by endpoints being deleted: they count until
+    their teardown ends, and a refusal says so (the usage will drop without the owner).
     """
     wanted = Usage.of(requested)
     before = Usage.of(replacing) if replacing is not None else Usage()
@@ -89,11 +92,18 @@ def quota_problems(
             continue
         if used + adding > limit:
             others = " by its other endpoints" if replacing is not None else ""
+            held: int = getattr(deleting, used_name) if deleting is not None else 0
+            leaving = (
+                f", {held} of them held by endpoints being deleted until their teardown ends"
+                if held
+                else ""
+            )
             problems.append(
                 FieldError(
                     field,
                     f"owner {owner} would use {used + adding} {_UNITS[used_name]} ({used} in use"
-                    f"{others} + {adding} requested); the limit is {limit} ({limit_name}{how})",
+                    f"{others}{leaving} + {adding} requested); the limit is {limit} "
+                    f"({limit_name}{how})",
                 )
             )
     return problems

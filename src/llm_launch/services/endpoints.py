@@ -3,9 +3,13 @@
 Create and update only record the new spec (status UPDATE_PENDING); the reconciler
 makes a backend carry it out. Both refuse a local checkpoint outside the configured
 checkpoint roots (`domain/checkpoints.py`), and a spec that takes its owner past a quota
-(`domain/quotas.py`, checked by the store atomically with the write). Delete tears down
-through the backend before the record goes, so a failed teardown never leaves processes or
-objects without a row.
+(`domain/quotas.py`, checked by the store atomically with the write).
+
+Delete answers at once: it marks the endpoint DELETE_IN_PROGRESS (from then on it is gone
+from its owner's GET, list and inference routes) and hands the backend's teardown to
+`services/deletes.py`, which retries it until everything is gone and only then removes the
+row. Until then the row keeps the name (a create with it is a 409 saying so) and the
+quota, so a failed teardown never leaves processes or objects without a row.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ from llm_launch.backends.base import Backend
 from llm_launch.config.quotas import QuotaBook
 from llm_launch.domain.checkpoints import checkpoint_root_problem
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import Conflict, InvalidRequest, LaunchError, NotFound, UpstreamFailed
+from llm_launch.domain.errors import InvalidRequest, NotFound
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.spec import EndpointSpec, apply_update, build_spec
-from llm_launch.domain.status import EndpointStatus
-from llm_launch.services.deletes import DeletesInFlight
+from llm_launch.services.deletes import Teardowns
 from llm_launch.store.repository import EndpointRepository
 
 
@@ -32,7 +35,7 @@ class EndpointService:
         repository: EndpointRepository,
         catalog: HardwareCatalog,
         backend: Backend | None = None,
-        deletes: DeletesInFlight | None = None,
+        teardowns: Teardowns | None = None,
         *,
         quotas: QuotaBook | None = None,
         checkpoint_roots: Sequence[PurePosixPath] = (),
@@ -43,7 +46,7 @@ class EndpointService:
         self.quotas = quotas or QuotaBook()  # the server-wide defaults
         self.checkpoint_roots = tuple(checkpoint_roots)
         # Shared with the reconciler, which finishes only deletes nobody here carries out.
-        self.deletes = deletes or DeletesInFlight()
+        self.teardowns = teardowns or Teardowns(repository, backend)
 
     async def create(self, owner: str, fields: Mapping[str, Any]) -> tuple[Endpoint, str]:
         """Validate and store a new endpoint; returns it and its creation task id."""
@@ -54,15 +57,15 @@ class EndpointService:
     async def get(self, owner: str, name: str) -> Endpoint:
         return await self.repository.get(owner, name)
 
-    async def list(self, owner: str, name: str | None = None) -> list[Endpoint]:
-        return await self.repository.list_owned(owner, name)
+    async def list(
+        self, owner: str, name: str | None = None, *, include_deleting: bool = False
+    ) -> list[Endpoint]:
+        return await self.repository.list_owned(owner, name, include_deleting=include_deleting)
 
     async def update(
         self, owner: str, name: str, changes: Mapping[str, Any]
     ) -> tuple[Endpoint, str]:
-        current = await self.repository.get(owner, name)
-        if current.status is EndpointStatus.DELETE_IN_PROGRESS:
-            raise Conflict(f"endpoint {name!r} is being deleted and cannot be updated")
+        current = await self.repository.get(owner, name)  # NotFound once being deleted
         spec = apply_update(current.spec, changes, self.catalog)
         self._check_runnable(spec)
         return await self.repository.update_spec(current, spec, self.quotas.for_owner(owner))
@@ -84,34 +87,16 @@ class EndpointService:
         return await self.backend.logs(endpoint, group, process, tail)
 
     async def delete(self, owner: str, name: str) -> None:
-        """Tear the endpoint down and remove its record. Safe to repeat after a failure.
+        """Begin the delete and return: the teardown goes on in the background.
 
-        One delete per endpoint at a time: a concurrent one is a 409 ("already being
-        deleted"), and one that arrives after the record is gone a 404.
+        Of concurrent deletes exactly one begins it; the others, like any delete after it,
+        are a 404 (the endpoint has left its owner's view). Without a backend nothing runs
+        anywhere, so the record goes at once.
         """
         endpoint = await self.repository.get(owner, name)
-        if not self.deletes.claim(endpoint.id):
-            raise Conflict(f"endpoint {name!r} is already being deleted")
-        try:
-            await self._delete(endpoint)
-        finally:
-            self.deletes.release(endpoint.id)
-
-    async def _delete(self, endpoint: Endpoint) -> None:
-        name = endpoint.name
         operation_id = await self.repository.mark_deleting(endpoint)
-        if self.backend is not None:
-            try:
-                await self.backend.teardown(endpoint)
-            except LaunchError as exc:
-                await self.repository.set_status(
-                    endpoint.id,
-                    EndpointStatus.DELETE_IN_PROGRESS,
-                    f"teardown failed, retry the delete: {exc.message}",
-                )
-                raise UpstreamFailed(
-                    f"could not tear down endpoint {name!r}: {exc.message}"
-                ) from exc
-        if not await self.repository.remove(endpoint.id, operation_id):
-            # Another server (replica, or the reconciler of one) finished it first.
-            raise NotFound(f"no endpoint named {name!r}")
+        if self.backend is None:
+            if not await self.repository.remove(endpoint.id, operation_id):
+                raise NotFound(f"no endpoint named {name!r}")
+            return
+        self.teardowns.start(endpoint, operation_id)

@@ -2,9 +2,10 @@
 
 Started by the API server (api/app.py) as one background task. Each pass lists the
 endpoints, asks the backend to apply each one (idempotent), observes it, and records
-status, reason and worker counts when they change. It also finishes deletes that a
-crash interrupted, and on its first pass lets the backend stop leftovers of endpoints
-that no longer exist.
+status, reason and worker counts when they change. It also finishes deletes that nobody
+carries out any more (a crash or restart interrupted them, or a replica that began them
+went away: `services/deletes.py` does the teardown, with retries), and on its first pass
+lets the backend stop leftovers of endpoints that no longer exist.
 
 Endpoints are isolated from one another (many owners share a server): CONCURRENCY
 workers share the pass's endpoints, each endpoint bounded by `endpoint_timeout_s`, and
@@ -15,9 +16,7 @@ recorded in that endpoint's status while the pass goes on with the rest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -25,14 +24,15 @@ from llm_launch.backends.base import Backend, Observation
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.status import EndpointStatus
-from llm_launch.services.deletes import DeletesInFlight
+from llm_launch.services.deletes import Teardowns
 from llm_launch.store.repository import EndpointRepository
 
 log = logging.getLogger("llm_launch.reconciler")
 
-# A delete still DELETE_IN_PROGRESS after this long, and not carried out by this process,
-# was interrupted (by a server that died after this one started, or on another replica);
-# a failed retry is tried again after as long.
+# A delete still DELETE_IN_PROGRESS, not carried out by this process and not refreshed for
+# this long was interrupted (by a server that died after this one started, or on another
+# replica): a live teardown refreshes its row every deletes.HEARTBEAT_S, and waits at most
+# Backoff.cap_s between retries, both well under it.
 STALE_DELETE = timedelta(seconds=60)
 ENDPOINT_TIMEOUT_S = 30.0  # one endpoint's apply + observe; then UPDATE_FAILED, retried
 CONCURRENCY = 64  # endpoints handled at once in a pass (workers sharing its queue)
@@ -47,18 +47,18 @@ class Reconciler:
         interval_s: float = 0.5,
         *,
         endpoint_timeout_s: float = ENDPOINT_TIMEOUT_S,
-        deletes: DeletesInFlight | None = None,
+        teardowns: Teardowns | None = None,
     ) -> None:
         self.repository = repository
         self.backend = backend
         self.interval_s = interval_s
         self.endpoint_timeout_s = endpoint_timeout_s
-        self.deletes = deletes or DeletesInFlight()
+        # Shared with the delete use case; one of our own is closed when we stop.
+        self._owns_teardowns = teardowns is None
+        self.teardowns = teardowns or Teardowns(repository, backend)
         self._garbage_collected = False
         self._known: dict[str, Endpoint] = {}  # the last pass's endpoints, by id
         self._started_at = datetime.now(UTC)
-        self._delete_attempts: dict[str, float] = {}  # endpoint id -> monotonic time
-        self._background: set[asyncio.Task[None]] = set()
 
     async def run_forever(self) -> None:
         try:
@@ -69,8 +69,8 @@ class Reconciler:
                     log.exception("reconcile pass failed")
                 await asyncio.sleep(self.interval_s)
         finally:
-            for task in list(self._background):
-                task.cancel()
+            if self._owns_teardowns:
+                await self.teardowns.close()
 
     async def reconcile_once(self) -> None:
         endpoints = await self.repository.list_all(self._known)
@@ -127,37 +127,20 @@ class Reconciler:
             return _failed(endpoint, exc.message)
 
     async def _finish_interrupted_delete(self, endpoint: Endpoint) -> None:
-        """Finish a delete nobody here is carrying out: at once if it began before this
-        server started (a restart interrupted it), else once it is STALE_DELETE old."""
-        if endpoint.id in self.deletes or not self._interrupted(endpoint):
+        """Finish a delete nobody carries out: at once if it began before this server
+        started (a restart interrupted it), else once its row is STALE_DELETE old. The
+        teardown goes on in the background (retried until it succeeds); this pass waits
+        for it up to the endpoint timeout only."""
+        if endpoint.id in self.teardowns or not self._interrupted(endpoint):
             return
-        if not self.deletes.claim(endpoint.id):
-            return
-        self._delete_attempts[endpoint.id] = time.monotonic()
-        task = asyncio.create_task(self._delete(endpoint), name=f"delete-{endpoint.id}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        # A slow teardown goes on in the background (still claimed) after the timeout.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), self.endpoint_timeout_s)
+        log.info("finishing the interrupted delete of endpoint %s (%s)", endpoint.name, endpoint.id)
+        task = self.teardowns.start(endpoint)
+        await asyncio.wait({task}, timeout=self.endpoint_timeout_s)
 
     def _interrupted(self, endpoint: Endpoint) -> bool:
-        last_try = self._delete_attempts.get(endpoint.id)
-        if last_try is not None:
-            return time.monotonic() - last_try > STALE_DELETE.total_seconds()
         if endpoint.last_updated_at < self._started_at:
             return True
         return datetime.now(UTC) - endpoint.last_updated_at > STALE_DELETE
-
-    async def _delete(self, endpoint: Endpoint) -> None:
-        try:
-            await self.backend.teardown(endpoint)
-            await self.repository.remove(endpoint.id)
-            self._delete_attempts.pop(endpoint.id, None)
-        except Exception:  # retried after STALE_DELETE; the endpoint stays DELETE_IN_PROGRESS
-            log.exception("finishing the delete of endpoint %s failed", endpoint.id)
-        finally:
-            self.deletes.release(endpoint.id)
 
 
 def _failed(endpoint: Endpoint, reason: str) -> Observation:

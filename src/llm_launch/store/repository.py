@@ -64,6 +64,8 @@ def _same_state(endpoint: Endpoint, state: Any) -> bool:
         and endpoint.status_reason == state.status_reason
         and endpoint.available_workers == state.available_workers
         and endpoint.unavailable_workers == state.unavailable_workers
+        # A teardown's heartbeat changes only this; the reconciler judges staleness by it.
+        and endpoint.last_updated_at == _utc(state.last_updated_at)
     )
 
 
@@ -111,24 +113,50 @@ class EndpointRepository:
                     await self._admit(session, owner, spec, quota)
                 session.add_all([row, operation])
         except IntegrityError as exc:
-            raise Conflict(f"an endpoint named {spec.name!r} already exists") from exc
+            raise Conflict(await self._name_taken(owner, spec.name)) from exc
         return _to_endpoint(row), operation.id
 
+    async def _name_taken(self, owner: str, name: str) -> str:
+        """Why `owner` cannot have an endpoint named `name` now: it has one, or one whose
+        teardown has not finished (its objects still exist under that name)."""
+        async with self._sessions() as session:
+            status = await session.scalar(
+                select(EndpointRow.status).where(
+                    EndpointRow.owner == owner, EndpointRow.name == name
+                )
+            )
+        if status == EndpointStatus.DELETE_IN_PROGRESS.value:
+            return (
+                f"endpoint {name!r} is still being deleted; try again when its teardown "
+                "has finished"
+            )
+        return f"an endpoint named {name!r} already exists"
+
     async def get(self, owner: str, name: str) -> Endpoint:
+        """The owner's endpoint; NotFound also once its delete began (DELETE answers at
+        once and the endpoint leaves every view then, its teardown going on unseen)."""
         # A name that breaks the naming rule names no endpoint; it never reaches the
         # database, which may refuse it outright (PostgreSQL: a NUL in text is an error).
         row = None
         if dns1123_label_problem(name) is None:
             async with self._sessions() as session:
                 row = await session.scalar(
-                    select(EndpointRow).where(EndpointRow.owner == owner, EndpointRow.name == name)
+                    select(EndpointRow).where(
+                        EndpointRow.owner == owner, EndpointRow.name == name, _not_deleting()
+                    )
                 )
         if row is None:
             raise NotFound(f"no endpoint named {clip(name)}")
         return _to_endpoint(row)
 
-    async def list_owned(self, owner: str, name: str | None = None) -> list[Endpoint]:
+    async def list_owned(
+        self, owner: str, name: str | None = None, *, include_deleting: bool = False
+    ) -> list[Endpoint]:
+        """The owner's endpoints; with `include_deleting`, also those whose teardown is
+        still going on (DELETE_IN_PROGRESS, with its progress or failure as the reason)."""
         query = select(EndpointRow).where(EndpointRow.owner == owner)
+        if not include_deleting:
+            query = query.where(_not_deleting())
         if name is not None:
             query = query.where(EndpointRow.name == name)
         async with self._sessions() as session:
@@ -206,7 +234,11 @@ class EndpointRepository:
                 await self._admit(session, current.owner, spec, quota, replacing=current)
             changed = await session.execute(
                 update(EndpointRow)
-                .where(EndpointRow.id == current.id, EndpointRow.generation == current.generation)
+                .where(
+                    EndpointRow.id == current.id,
+                    EndpointRow.generation == current.generation,
+                    _not_deleting(),  # a delete that began since `current` was read wins
+                )
                 .values(**values)
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
@@ -251,17 +283,18 @@ class EndpointRepository:
     async def mark_deleting(self, endpoint: Endpoint) -> str:
         """Set DELETE_IN_PROGRESS and record the delete operation; returns its id.
 
-        NotFound if the row is gone (another delete removed it): one conditional UPDATE,
-        so a concurrent delete is a clean 404 rather than an ORM StaleDataError.
+        NotFound if the row is gone or already being deleted: one conditional UPDATE, so of
+        concurrent deletes exactly one wins and the others are a clean 404 (the endpoint has
+        left their view), never an ORM StaleDataError.
         """
         now = _now()
         async with self._sessions.begin() as session:
             changed = await session.execute(
                 update(EndpointRow)
-                .where(EndpointRow.id == endpoint.id)
+                .where(EndpointRow.id == endpoint.id, _not_deleting())
                 .values(
                     status=EndpointStatus.DELETE_IN_PROGRESS.value,
-                    status_reason="deleting",
+                    status_reason="tearing down what it runs; the name is freed when it is gone",
                     last_updated_at=now,
                 )
             )
@@ -271,6 +304,23 @@ class EndpointRepository:
             operation = self._operation(row, "delete", now)
             session.add(operation)
         return operation.id
+
+    async def touch_deleting(self, endpoint_id: str, reason: str | None = None) -> bool:
+        """Refresh an endpoint being deleted (`last_updated_at`, and `reason` if given), so
+        other replicas see its teardown is alive; False unless it is DELETE_IN_PROGRESS."""
+        values: dict[str, object] = {"last_updated_at": _now()}
+        if reason is not None:
+            values["status_reason"] = reason
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(EndpointRow)
+                .where(
+                    EndpointRow.id == endpoint_id,
+                    EndpointRow.status == EndpointStatus.DELETE_IN_PROGRESS.value,
+                )
+                .values(**values)
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def remove(self, endpoint_id: str, operation_id: str | None = None) -> bool:
         """Delete the endpoint row and close its delete operation; False if another
@@ -301,12 +351,22 @@ class EndpointRepository:
         of a write transaction, so no concurrent create or update of the owner reads between
         this check and the write."""
         await self._lock_owner(session, owner)
-        query = select(EndpointRow.spec).where(EndpointRow.owner == owner)
+        query = select(EndpointRow.spec, EndpointRow.status).where(EndpointRow.owner == owner)
         if replacing is not None:
             query = query.where(EndpointRow.id != replacing.id)
-        in_use = Usage.total(EndpointSpec.from_dict(s) for s in (await session.scalars(query)))
+        # An endpoint being deleted holds its GPUs until its teardown ends: counted, and
+        # named apart in a refusal so its owner knows the usage will drop.
+        rows = (await session.execute(query)).all()
+        in_use = Usage.total(EndpointSpec.from_dict(r.spec) for r in rows)
+        deleting = Usage.total(
+            EndpointSpec.from_dict(r.spec)
+            for r in rows
+            if r.status == EndpointStatus.DELETE_IN_PROGRESS.value
+        )
         before = replacing.spec if replacing is not None else None
-        if problems := quota_problems(owner, quota, in_use, spec, replacing=before):
+        if problems := quota_problems(
+            owner, quota, in_use, spec, replacing=before, deleting=deleting
+        ):
             raise QuotaExceeded(problems)
 
     async def _lock_owner(self, session: AsyncSession, owner: str) -> None:
@@ -334,6 +394,11 @@ class EndpointRepository:
             created_at=now,
             finished_at=None,
         )
+
+
+def _not_deleting() -> Any:
+    """Rows whose delete has not begun: what an owner sees and may change."""
+    return EndpointRow.status != EndpointStatus.DELETE_IN_PROGRESS.value
 
 
 def _owner_lock_key(owner: str) -> int:

@@ -65,13 +65,22 @@ async def create_endpoint(
 
 @router.get("", response_model=ListEndpointsResponse)
 async def list_endpoints(
-    owner: Owner, service: Service, name: Annotated[str | None, Query()] = None
+    owner: Owner,
+    service: Service,
+    name: Annotated[str | None, Query()] = None,
+    include_deleting: Annotated[
+        bool,
+        Query(
+            description="also list endpoints whose teardown is still going on "
+            "(DELETE_IN_PROGRESS; status_reason says how it goes, a failure included)"
+        ),
+    ] = False,
 ) -> ListEndpointsResponse:
     if name is not None and dns1123_label_problem(name) is not None:
         # No endpoint can have it, so none matches; the database never sees it (a NUL in
         # it was a 500 on PostgreSQL).
         return ListEndpointsResponse(model_endpoints=[])
-    endpoints = await service.list(owner, name)
+    endpoints = await service.list(owner, name, include_deleting=include_deleting)
     return ListEndpointsResponse(
         model_endpoints=[EndpointResponse.from_endpoint(e) for e in endpoints]
     )
@@ -107,5 +116,8 @@ async def endpoint_logs(
 
 @router.delete("/{name}", response_model=DeleteResponse)
 async def delete_endpoint(name: Name, owner: Owner, service: Service) -> DeleteResponse:
+    """Answers at once: the endpoint leaves GET, list and the inference routes now, and its
+    teardown goes on in the background (`?include_deleting=true` on the list shows it);
+    its name and quota are freed when everything it ran is gone."""
     await service.delete(owner, name)
     return DeleteResponse(deleted=True)
