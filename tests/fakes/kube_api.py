@@ -50,6 +50,7 @@ RESOURCES = {  # plural -> (apiVersion, kind)
     "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "pods": ("v1", "Pod"),
     "secrets": ("v1", "Secret"),
+    "events": ("v1", "Event"),  # core/v1 Events, which status reasons quote
 }
 TOKEN = "fake-token"
 _PATH = re.compile(

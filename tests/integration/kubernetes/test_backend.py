@@ -168,13 +168,14 @@ class TestObservedStatus:
             await backend.apply(endpoint)
         assert len(_not_watching(kube_api)) == before
 
-    async def test_pending_for_gpus_fails_with_the_schedulers_words(
+    async def test_pending_for_gpus_past_the_timeout_fails_with_the_schedulers_words(
         self, backend: KubernetesBackend, kube_api: FakeKubeApi
     ) -> None:
         endpoint = multinode()
         await backend.apply(endpoint)
         controller_reports(kube_api, ready=0)
         pending = unschedulable(GPU_MESSAGE)
+        pending["lastTransitionTime"] = "2026-01-01T00:00:00Z"  # long past the 15 min
         gpus = {"nvidia.com/gpu": "8"}
         put_group(
             kube_api, endpoint, 0, phase="Pending", statuses=[], scheduled=pending, requests=gpus

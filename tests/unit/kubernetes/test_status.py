@@ -6,6 +6,7 @@ from typing import Any
 
 from llm_launch.backends.kubernetes.history import Recreations
 from llm_launch.backends.kubernetes.status import (
+    Evidence,
     Workload,
     crashing_containers,
     observe,
@@ -58,8 +59,12 @@ def see(
     pods: list[dict[str, Any]],
     logs: dict[tuple[str, str, int], str] | None = None,
     recreations: dict[int, Recreations] | None = None,
+    evidence: Evidence | None = None,
 ) -> Any:
-    return observe(workload, pods, logs or {}, recreations or {})
+    return observe(workload, pods, logs or {}, recreations or {}, evidence)
+
+
+LONG_PENDING = Evidence(unschedulable_timeout_s=0)  # every unschedulable pod is overdue
 
 
 class TestReady:
@@ -151,7 +156,8 @@ class TestFailed:
             LWS, 1, 1, EID, phase="Pending", statuses=[], scheduled=unschedulable(GPU_MESSAGE),
             requests={"nvidia.com/gpu": "8"},
         )  # fmt: skip
-        seen = see(lws_workload(leaderworkerset(ready=1)), [*group(0), group(1)[0], pending])
+        pods = [*group(0), group(1)[0], pending]
+        seen = see(lws_workload(leaderworkerset(ready=1)), pods, evidence=LONG_PENDING)
         assert seen.status is EndpointStatus.UPDATE_FAILED
         reason = seen.reason or ""
         assert "group 1 cannot be scheduled: pod llm-chat-1-1 (worker 1)" in reason
@@ -166,7 +172,7 @@ class TestFailed:
             LWS, 0, 0, EID, phase="Pending", statuses=[], scheduled=unschedulable(message),
             requests={"memory": "900Gi"},
         )  # fmt: skip
-        seen = see(lws_workload(leaderworkerset(ready=0)), [pending])
+        seen = see(lws_workload(leaderworkerset(ready=0)), [pending], evidence=LONG_PENDING)
         assert seen.status is EndpointStatus.UPDATE_FAILED
         assert "needs 900Gi memory" in (seen.reason or "")
         assert "Lower memory" in (seen.reason or "")
@@ -176,7 +182,7 @@ class TestFailed:
         pending = lws_pod(
             LWS, 0, 0, EID, phase="Pending", statuses=[], scheduled=unschedulable(message)
         )
-        seen = see(lws_workload(leaderworkerset(ready=0)), [pending])
+        seen = see(lws_workload(leaderworkerset(ready=0)), [pending], evidence=LONG_PENDING)
         assert seen.status is EndpointStatus.UPDATE_FAILED
         assert "didn't match Pod's node affinity" in (seen.reason or "")
         assert "gpu_type" in (seen.reason or "")

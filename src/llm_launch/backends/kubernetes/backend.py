@@ -27,9 +27,16 @@ from typing import Any
 
 from llm_launch.backends.base import Observation
 from llm_launch.backends.kubernetes import apply as applier
-from llm_launch.backends.kubernetes.client import DEPLOYMENT, LEADER_WORKER_SET, POD, KubeClient
+from llm_launch.backends.kubernetes.client import (
+    DEPLOYMENT,
+    EVENT,
+    LEADER_WORKER_SET,
+    POD,
+    KubeClient,
+)
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.errors import ObjectNotFound
+from llm_launch.backends.kubernetes.events import EventIndex, related_uids
 from llm_launch.backends.kubernetes.history import RecreationTracker
 from llm_launch.backends.kubernetes.render import check_supported, render_endpoint
 from llm_launch.backends.kubernetes.render_names import (
@@ -40,6 +47,8 @@ from llm_launch.backends.kubernetes.render_names import (
 )
 from llm_launch.backends.kubernetes.retry import ApplyLedger, RetryTiming
 from llm_launch.backends.kubernetes.status import (
+    UNSCHEDULABLE_TIMEOUT_S,
+    Evidence,
     Workload,
     crashing_containers,
     observe,
@@ -67,6 +76,7 @@ class KubernetesTiming:
     sync_wait_s: float = 5.0  # observe waits this long for a watch's first list
     resync_s: float = 600.0  # re-apply an unchanged endpoint this often
     missing_grace_s: float = 10.0  # re-apply when the workload is still unseen after this
+    unschedulable_timeout_s: float = UNSCHEDULABLE_TIMEOUT_S  # then UPDATE_FAILED
     apply_timeout_s: float = 20.0  # one apply's requests; past it, a transient failure
     retry: RetryTiming = field(default_factory=RetryTiming)  # backoff of failed applies
     crash_log_lines: int = 5
@@ -103,6 +113,7 @@ class KubernetesBackend:
         self._recreations = RecreationTracker()
         self._ledger = ApplyLedger(self._timing.retry, clock)
         self._informers: dict[str, Informer] = {}
+        self._events = EventIndex()
 
     # -- the Backend contract ----------------------------------------------------------
     async def apply(self, endpoint: Endpoint) -> None:
@@ -148,7 +159,12 @@ class KubernetesBackend:
         workload = self._workload(endpoint)
         pods = self._informers["Pod"].cache.for_endpoint(endpoint.id)
         logs = await self._crash_logs_of(endpoint.id, pods)
-        seen = observe(workload, pods, logs, self._recreations.recreations(endpoint.id))
+        evidence = Evidence(
+            self._events.about(related_uids(workload.obj, pods)),
+            unschedulable_timeout_s=self._timing.unschedulable_timeout_s,
+        )
+        recreations = self._recreations.recreations(endpoint.id)
+        seen = observe(workload, pods, logs, recreations, evidence)
         return self._with_apply_failure(endpoint, self._flag_stale_watches(seen, workload.kind))
 
     def _with_apply_failure(self, endpoint: Endpoint, seen: Observation) -> Observation:
@@ -273,6 +289,14 @@ class KubernetesBackend:
             )
             self._informers[resource.kind] = informer
             informer.start()
+        # Events carry none of our labels: watch the namespace's, matched to endpoints by
+        # the uid of the object they are about (events.py). Nobody waits for this watch:
+        # without it (RBAC, say) reasons just quote no events.
+        events = Informer(
+            client, EVENT, self.namespace, "", [], self._timing.watch, cache=self._events
+        )
+        self._informers[EVENT.kind] = events
+        events.start()
 
     def _informer(self, kind: str) -> Informer:
         return self._informers[kind]

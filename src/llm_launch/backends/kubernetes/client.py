@@ -61,6 +61,7 @@ SERVICE = Resource("v1", "Service", "services")
 HPA = Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 POD = Resource("v1", "Pod", "pods")
 SECRET = Resource("v1", "Secret", "secrets")
+EVENT = Resource("v1", "Event", "events")  # read only: status reasons quote them
 
 # The kinds llm-launch creates, in the order they are deleted (the autoscaler first, so it
 # cannot scale a workload that is going away; the forwarder token's Secret last, as pods

@@ -18,9 +18,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from llm_launch.backends.base import Observation
+from llm_launch.backends.kubernetes.events import (
+    NO_SCALE_UP,
+    PROBLEMS,
+    SCALE_UP,
+    EventView,
+    latest,
+)
 from llm_launch.backends.kubernetes.history import (
     GROUP_INDEX_LABEL,
     WORKER_INDEX_LABEL,
@@ -32,6 +40,7 @@ from llm_launch.domain.status import EndpointStatus
 
 Object = dict[str, Any]
 RECREATION_LIMIT = 3  # recreations of one group within the tracker's window
+UNSCHEDULABLE_TIMEOUT_S = 900.0  # a pod unschedulable this long fails the endpoint
 PULL_FAILURES = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName"})
 START_FAILURES = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 _INSUFFICIENT = re.compile(r"Insufficient ([\w./-]*\w)")
@@ -75,13 +84,24 @@ class Workload:
     default_replicas: int  # wanted groups when the object does not say (HPA-owned)
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What `observe` reads besides the workload and its pods."""
+
+    events: Sequence[EventView] = ()  # about the endpoint's objects, oldest first
+    now: datetime | None = None  # None: the current time
+    unschedulable_timeout_s: float = UNSCHEDULABLE_TIMEOUT_S
+
+
 def observe(
     workload: Workload,
     pods: Sequence[Object],
     crash_logs: Mapping[tuple[str, str, int], str],
     recreations: Mapping[int, Recreations],
+    evidence: Evidence | None = None,
 ) -> Observation:
     """The endpoint's Observation (see the module docstring)."""
+    evidence = evidence or Evidence()
     wanted = wanted_groups(workload)
     if workload.obj is None:
         return _progress(
@@ -90,10 +110,10 @@ def observe(
     views = pod_views(workload, pods)
     ready = _ready_group_indexes(workload, views)
     available = min(len(ready), wanted)
-    failure = _failure(workload, views, crash_logs, recreations, ready)
+    failure = _failure(workload, views, crash_logs, recreations, ready, evidence)
     if failure is not None:
         return Observation(EndpointStatus.UPDATE_FAILED, failure, available, wanted - available)
-    waiting = _waiting_for(workload, views, wanted, ready)
+    waiting = _waiting_for(workload, views, wanted, ready, evidence)
     if waiting is not None:
         return _progress(waiting, available, wanted)
     notes = [_recreated(index, r) for index, r in sorted(recreations.items())]
@@ -164,9 +184,10 @@ def _failure(
     crash_logs: Mapping[tuple[str, str, int], str],
     recreations: Mapping[int, Recreations],
     ready: set[int],
+    evidence: Evidence,
 ) -> str | None:
     for view in views:
-        problem = _container_failure(view, crash_logs) or _unschedulable(view)
+        problem = _container_failure(view, crash_logs) or _unschedulable_too_long(view, evidence)
         if problem is not None:
             return problem
     for index, recreated in sorted(recreations.items()):
@@ -222,7 +243,16 @@ def _crash_loop(
     return reason
 
 
-def _unschedulable(view: PodView) -> str | None:
+@dataclass(frozen=True)
+class _Unschedulable:
+    view: PodView
+    message: str  # the scheduler's words
+    resource: str | None  # what no node has enough of (a GPU resource first)
+    asked: str  # the pod's request of it
+    since: datetime | None  # when the pod became unschedulable
+
+
+def _unschedulable(view: PodView) -> _Unschedulable | None:
     conditions = (view.pod.get("status") or {}).get("conditions") or []
     scheduled = next((c for c in conditions if c.get("type") == "PodScheduled"), None)
     if not scheduled or scheduled.get("status") != "False":
@@ -230,28 +260,76 @@ def _unschedulable(view: PodView) -> str | None:
     if scheduled.get("reason") != "Unschedulable":
         return None
     message = str(scheduled.get("message") or "no reason given").strip().rstrip(".")
-    where = f"group {view.group} cannot be scheduled: pod {view.name} ({view.role})"
     short = set(_INSUFFICIENT.findall(message))
     gpu = next((r for r in sorted(short) if r.endswith("/gpu")), None)
-    if gpu is not None:
-        asked = _requested(view.pod, gpu)
+    resource = gpu or ("memory" if "memory" in short else "cpu" if "cpu" in short else None)
+    asked = _requested(view.pod, resource) if resource else ""
+    since = _time(scheduled.get("lastTransitionTime")) or _time(
+        view.pod["metadata"].get("creationTimestamp")
+    )
+    return _Unschedulable(view, message, resource, asked, since)
+
+
+def _unschedulable_too_long(view: PodView, evidence: Evidence) -> str | None:
+    """A pod Pending for want of a node fails the endpoint only after the configured time:
+    until then a cluster autoscaler or Karpenter may be adding the node (which takes
+    minutes for GPU nodes), and the reason says what it waits for."""
+    pending = _unschedulable(view)
+    if pending is None:
+        return None
+    now = evidence.now or datetime.now(UTC)
+    waited = (now - pending.since).total_seconds() if pending.since else 0.0
+    if waited < evidence.unschedulable_timeout_s:
+        return None
+    where = f"group {view.group} cannot be scheduled: pod {view.name} ({view.role})"
+    after = f" for {_duration(waited)}"
+    message, resource = pending.message, pending.resource
+    if resource is not None and resource.endswith("/gpu"):
         return (
-            f"{where} needs {asked} {gpu} and no node has that many free ({message}). "
-            "Free GPUs, add GPU nodes, or lower gpus"
+            f"{where} needs {pending.asked} {resource} and no node has had that many free"
+            f"{after} ({message}). Free GPUs, add GPU nodes, or lower gpus"
         )
-    if "memory" in short or "cpu" in short:
-        resource = "memory" if "memory" in short else "cpu"
+    if resource is not None:
         field = "memory" if resource == "memory" else "cpus"
-        asked = _requested(view.pod, resource)
         return (
-            f"{where} needs {asked} {resource} and no node has that much free ({message}). "
-            f"Lower {field} or add larger nodes"
+            f"{where} needs {pending.asked} {resource} and no node has had that much free"
+            f"{after} ({message}). Lower {field} or add larger nodes"
         )
-    return f"{where}: {message}. Check gpu_type (the node selector) and the nodes' taints"
+    return f"{where}{after}: {message}. Check gpu_type (the node selector) and the nodes' taints"
+
+
+def _capacity_wait(views: Sequence[PodView], evidence: Evidence) -> str | None:
+    """'waiting for 8 nvidia.com/gpu ...' while pods are unschedulable (not yet too long),
+    with what the cluster autoscaler or Karpenter said about it."""
+    pending = [p for p in (_unschedulable(v) for v in views) if p is not None]
+    if not pending:
+        return None
+    first = pending[0]
+    need = f"{first.asked} {first.resource}" if first.resource else "a node that fits"
+    others = f" (and {len(pending) - 1} more pods)" if len(pending) > 1 else ""
+    reason = (
+        f"group {first.view.group}: pod {first.view.name} ({first.view.role}) is waiting for "
+        f"{need}{others}: {first.message}"
+    )
+    uids = [str(p.view.pod["metadata"].get("uid")) for p in pending]
+    scale_up = next((e for u in uids if (e := latest(evidence.events, u, SCALE_UP))), None)
+    declined = next((e for u in uids if (e := latest(evidence.events, u, [NO_SCALE_UP]))), None)
+    if scale_up is not None:
+        reason += f"; a scale-up was triggered ({scale_up.quote()})"
+    elif declined is not None:
+        reason += f"; the cluster autoscaler did not scale up ({declined.quote()})"
+    if first.since is not None:
+        limit = _duration(evidence.unschedulable_timeout_s)
+        reason += f"; pending since {first.since.isoformat()}, fails after {limit}"
+    return reason
 
 
 def _waiting_for(
-    workload: Workload, views: Sequence[PodView], wanted: int, ready: set[int]
+    workload: Workload,
+    views: Sequence[PodView],
+    wanted: int,
+    ready: set[int],
+    evidence: Evidence,
 ) -> str | None:
     obj = workload.obj or {}
     metadata, status = obj.get("metadata") or {}, obj.get("status") or {}
@@ -263,6 +341,9 @@ def _waiting_for(
             f"waiting for the {workload.kind} controller to take up the change "
             "(if this lasts, check that the controller is installed and running)"
         )
+    capacity = _capacity_wait(views, evidence)
+    if capacity is not None:
+        return capacity
     updated = int(status.get("updatedReplicas") or 0)
     if updated < wanted:
         return f"rolling out: {updated} of {wanted} groups updated, {len(ready)} ready"
@@ -271,7 +352,10 @@ def _waiting_for(
     missing = [i for i in indexes if i not in ready]
     if missing and (workload.kind == "LeaderWorkerSet" or len(ready) < wanted):
         index = missing[0]
-        return _describe_group(workload, index, [v for v in views if v.group == index])
+        members = [v for v in views if v.group == index]
+        return _describe_group(workload, index, members) + _last_problem(
+            workload, members, evidence
+        )
     if len(ready) < wanted or int(status.get("readyReplicas") or 0) < wanted:
         counted = int(status.get("readyReplicas") or 0)
         return f"waiting for the {workload.kind} to count {wanted} ready groups ({counted} so far)"
@@ -294,6 +378,18 @@ def _describe_group(workload: Workload, index: int, members: Sequence[PodView]) 
         )
     worker = next(v for v in members if not v.ready)
     return f"group {index}: waiting for {worker.role} {worker.name} to become ready"
+
+
+def _last_problem(workload: Workload, members: Sequence[PodView], evidence: Evidence) -> str:
+    """The latest problem event about the group's pods (or, when pods are missing, about
+    the workload's controllers: FailedCreate), quoted after the group's state."""
+    uids = {str(v.pod["metadata"].get("uid")) for v in members}
+    owners = {
+        str(r.get("uid")) for v in members for r in v.pod["metadata"].get("ownerReferences") or []
+    }
+    uids |= owners | {str(((workload.obj or {}).get("metadata") or {}).get("uid"))}
+    found = [e for e in evidence.events if e.uid in uids and e.reason in PROBLEMS]
+    return f"; last event: {found[-1].quote()}" if found else ""
 
 
 def _pod_state(pod: Object) -> str | None:
@@ -348,3 +444,22 @@ def _requested(pod: Object, resource: str) -> str:
     if values and all(v.isdigit() for v in values):
         return str(sum(int(v) for v in values))
     return " + ".join(values) or "some"
+
+
+def _time(value: Any) -> datetime | None:
+    """An RFC 3339 time of the API (`2026-01-02T03:04:05Z`, maybe with fractions)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

@@ -102,9 +102,10 @@ class Informer:
         selector: str,
         listeners: Iterable[Listener] = (),
         timing: WatchTiming | None = None,
+        cache: ObjectCache | None = None,
     ) -> None:
         self.resource = resource
-        self.cache = ObjectCache()
+        self.cache = cache if cache is not None else ObjectCache()
         self.synced = asyncio.Event()
         self.last_error: str | None = None
         self._client = client
