@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -441,12 +442,18 @@ def update_endpoint(
 
 
 @endpoints_app.command("list")
-def list_endpoints(url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None:
+def list_endpoints(
+    url: ServerUrl = DEFAULT_URL,
+    api_key: ApiKey = None,
+    include_deleting: Annotated[
+        bool, typer.Option(help="also endpoints whose teardown is still going on")
+    ] = False,
+) -> None:
     """List your endpoints."""
     table = Table("NAME", "FRAMEWORK", "MODEL", "STATUS", "WORKERS", "NODES", "GPUS", "REASON")
     table.columns[0].no_wrap = True
     table.columns[3].no_wrap = True
-    for e in _call(url, api_key, "list_endpoints"):
+    for e in _call(url, api_key, "list_endpoints", None, include_deleting):
         deployment, resources = e["spec"]["deployment_state"], e["spec"]["resource_state"]
         table.add_row(
             e["name"],
@@ -482,7 +489,43 @@ def endpoint_logs(
 
 
 @endpoints_app.command("delete")
-def delete_endpoint(name: str, url: ServerUrl = DEFAULT_URL, api_key: ApiKey = None) -> None:
-    """Delete an endpoint and everything it runs."""
+def delete_endpoint(
+    name: str,
+    url: ServerUrl = DEFAULT_URL,
+    api_key: ApiKey = None,
+    wait: Annotated[
+        bool, typer.Option(help="wait until everything it ran is gone and its name is free")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="seconds --wait waits at most")] = 1800.0,
+) -> None:
+    """Delete an endpoint and everything it runs. The server answers at once and tears the
+    endpoint down in the background; --wait polls until that has finished."""
     _call(url, api_key, "delete_endpoint", name)
-    console.print(f"deleted {name}", highlight=False)
+    if not wait:
+        console.print(
+            f"deleted {name}; its teardown continues in the background (its name is free once "
+            "it ends: see `llm-launch endpoints list --include-deleting`, or pass --wait)",
+            highlight=False,
+        )
+        return
+    console.print(f"deleted {name}; waiting for its teardown to finish", highlight=False)
+    _wait_until_gone(url, api_key, name, timeout)
+    console.print(f"{name} is gone; its name is free", highlight=False)
+
+
+def _wait_until_gone(url: str, api_key: str | None, name: str, timeout: float) -> None:
+    """Poll the list (deletes in progress included) until `name` has left it; each new
+    reason (a failed teardown being retried, say) is printed once."""
+    deadline = time.monotonic() + timeout
+    shown: str | None = None
+    while True:
+        left = _call(url, api_key, "list_endpoints", name, True)
+        if not left:
+            return
+        reason = left[0]["spec"].get("status_reason")
+        if reason and reason != shown:
+            console.print(f"  {reason}", highlight=False)
+            shown = reason
+        if time.monotonic() > deadline:
+            raise _fail(f"{name} is still being deleted after {timeout:g}s: {reason}")
+        time.sleep(1.0)

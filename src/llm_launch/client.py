@@ -48,9 +48,15 @@ class LaunchClient:
         result: dict[str, Any] = self._call("PUT", f"/v1/llm/model-endpoints/{name}", json=body)
         return result
 
-    def list_endpoints(self, name: str | None = None) -> list[dict[str, Any]]:
-        params = {"name": name} if name else None
-        result = self._call("GET", "/v1/llm/model-endpoints", params=params)
+    def list_endpoints(
+        self, name: str | None = None, include_deleting: bool = False
+    ) -> list[dict[str, Any]]:
+        """The caller's endpoints; with `include_deleting`, also those whose teardown is
+        still going on (status DELETE_IN_PROGRESS)."""
+        params: dict[str, str] = {"name": name} if name else {}
+        if include_deleting:
+            params["include_deleting"] = "true"
+        result = self._call("GET", "/v1/llm/model-endpoints", params=params or None)
         endpoints: list[dict[str, Any]] = result["model_endpoints"]
         return endpoints
 

@@ -46,7 +46,16 @@ def test_create_list_get_and_delete_the_runbook_endpoint(
 
     deleted = run_cli(server, "endpoints", "delete", name)
     assert deleted.returncode == 0, deleted.stderr
+    assert "its teardown continues in the background" in deleted.stdout
     assert run_cli(server, "endpoints", "get", name).returncode == 1
+
+    assert run_cli(server, "endpoints", "create", "-f", str(body_file)).returncode == 0
+    waited = run_cli(server, "endpoints", "delete", name, "--wait")
+    assert waited.returncode == 0, waited.stderr
+    assert f"{name} is gone; its name is free" in waited.stdout
+    listed = run_cli(server, "endpoints", "list", "--include-deleting")
+    assert listed.returncode == 0, listed.stderr
+    assert name not in listed.stdout
 
 
 def test_server_errors_reach_the_user_as_one_line_and_exit_1(

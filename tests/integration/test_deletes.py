@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
+from typer.testing import CliRunner, Result
 
+import llm_launch.cli
 from llm_launch.api.app import create_app
+from llm_launch.client import LaunchClient
 from llm_launch.config.api_keys import parse_api_keys
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.config.quotas import QuotaBook
@@ -125,6 +128,42 @@ def test_a_second_delete_of_an_endpoint_being_deleted_is_a_404(
     second = client.delete(f"{PATH}/chat")
     assert second.status_code == 404
     assert second.json()["detail"] == "no endpoint named 'chat'"
+
+
+def test_the_cli_delete_with_wait_returns_only_once_the_teardown_has_finished(
+    client: TestClient, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class InApp(LaunchClient):  # the CLI's client, talking to this test's app
+        def __init__(self, base_url: str, api_key: str | None, timeout: float = 30.0) -> None:
+            self._http = client
+
+        def __exit__(self, *_: object) -> None:
+            pass  # the app's client outlives each command
+
+    monkeypatch.setattr(llm_launch.cli, "LaunchClient", InApp)
+    assert backend.teardown_gate is not None
+    torn_down_when_done: list[str] = []
+    results: list[Result] = []
+
+    def delete_and_wait() -> None:
+        results.append(
+            CliRunner().invoke(llm_launch.cli.app, ["endpoints", "delete", "chat", "--wait"])
+        )
+        torn_down_when_done.extend(backend.torn_down)
+
+    command = threading.Thread(target=delete_and_wait)
+    command.start()
+    eventually(lambda: backend.teardown_attempts == 1, "the teardown begins", WAIT_S)
+    # Should --wait return before the teardown ends, it returns before this opens the gate.
+    opener = threading.Timer(2.0, backend.teardown_gate.set)
+    opener.start()
+    command.join(WAIT_S)
+    opener.cancel()
+    [result] = results
+    assert result.exit_code == 0, result.output
+    assert torn_down_when_done, "--wait returned while the teardown was still going on"
+    assert "waiting for its teardown to finish" in result.output
+    assert "chat is gone; its name is free" in result.output
 
 
 # -- the use case and the reconciler, over a real store ----------------------------------
