@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -186,7 +187,14 @@ def chat_template_file(args: argparse.Namespace) -> str | None:
     path = Path(args.weights_dir) / f"chat-template-{digest}.jinja"
     if not args.dry_run:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(args.chat_template)
+        # The weights directory may be a cache that other pods share, whose engines may be
+        # reading this very file: write a sibling and rename it over, never truncate in place.
+        staged = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            staged.write_text(args.chat_template)
+            os.replace(staged, path)
+        finally:
+            staged.unlink(missing_ok=True)
     return str(path)
 
 
