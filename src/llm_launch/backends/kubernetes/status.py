@@ -198,6 +198,10 @@ def _failure(
 
 def _stalled(workload: Workload) -> str | None:
     """A Deployment past its progressDeadlineSeconds (the controller gave up waiting)."""
+    if workload.kind != "Deployment":
+        # LeaderWorkerSet turns Progressing False when its groups become Available (the two
+        # are exclusive: kubernetes-sigs/lws leaderworkerset_controller.go setCondition).
+        return None
     for condition in ((workload.obj or {}).get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Progressing" and condition.get("status") == "False":
             return f"the {workload.kind} stopped progressing: {condition.get('message')}"
