@@ -60,6 +60,16 @@ class WeightsVolume:
       (`domain/weights_cache.py`), shared by that node's pods and kept across recreates.
     - `pvc:<claim>`: an existing ReadWriteMany PersistentVolumeClaim in the namespace; each
       checkpoint gets the `<name>` subdirectory of the volume, shared by every node.
+
+    hostPath is for clusters that allow it: the Pod Security Standards' Baseline level
+    forbids `spec.volumes[*].hostPath` (https://kubernetes.io/docs/concepts/security/
+    pod-security-standards/#baseline; kubernetes/pod-security-admission
+    policy/check_hostPath.go), so a namespace enforcing baseline or restricted refuses the
+    pods. Nothing removes old checkpoints from either cache, and a cached checkpoint is
+    reused as long as it is complete: a path is taken to name fixed contents. A pod's local
+    ephemeral storage, which the kubelet limits and evicts on, is its emptyDir volumes, logs
+    and writable layers (https://kubernetes.io/docs/concepts/storage/ephemeral-storage/):
+    neither cache counts there, so the endpoint's `storage` no longer bounds the copy.
     """
 
     kind: str = "emptyDir"  # "emptyDir", "hostPath" or "pvc"
