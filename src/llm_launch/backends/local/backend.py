@@ -52,9 +52,16 @@ class LocalBackend:
         checkpoint_roots: tuple[PurePosixPath, ...] = (),
         pass_env: tuple[str, ...] = (),
         max_processes: int | None = None,
+        hang_restart_s: int | None = None,
+        drain_grace_s: int | None = None,
     ) -> None:
         self.engine_mode = engine_mode  # "simulated" or "real"
         self._pass_env = pass_env  # --pass-env: server variables spawned processes also get
+        # The launch plan's hang and drain settings (None: PlanOptions' defaults, the same
+        # as the Kubernetes backend's).
+        defaults = PlanOptions()
+        self._hang_restart_s = hang_restart_s or defaults.hang_restart_s
+        self._drain_grace_s = defaults.drain_grace_s if drain_grace_s is None else drain_grace_s
         # Passed to every process: the startup program refuses a local checkpoint whose real
         # path (links resolved) leaves them, which the API's text-only check cannot see.
         self._checkpoint_roots = ",".join(str(root) for root in checkpoint_roots)
@@ -175,6 +182,8 @@ class LocalBackend:
             resolve_timeout_s=30,
             startup_program=(sys.executable, "-m", "llm_launch.runtime.startup"),
             forwarder_program=(sys.executable, "-m", "llm_launch.runtime.forwarder"),
+            hang_restart_s=self._hang_restart_s,
+            drain_grace_s=self._drain_grace_s,
         )
         return plan_launch(endpoint.spec, options)
 
@@ -205,7 +214,7 @@ class LocalBackend:
 
     def _persist(self, runtime: EndpointRuntime) -> None:
         private_dir(self._state_dir)
-        records = [g.to_record() for g in runtime.all_groups() if g.processes]
+        records = [g.to_record() for g in runtime.recorded_groups() if g.processes]
         write_private(self._state_path(runtime.endpoint.id), json.dumps({"groups": records}))
 
     def _load_records(self) -> dict[str, list[dict[str, Any]]]:

@@ -3,8 +3,15 @@
 A small control loop (one asyncio task per endpoint, owned by LocalBackend): restart a
 group whose process exited (the whole group, like RecreateGroupOnPodRestart) after a
 capped exponential backoff; poll each leader's forwarder `/readyz` (a real generation
-check); scale to `min_workers` groups; roll a new generation one group at a time,
-keeping the old group serving until its replacement is ready.
+check), and recreate a group whose leader, once ready, has failed it for the plan's
+`hang_restart_s` (what the engine's livenessProbe does on Kubernetes); scale to
+`min_workers` groups; roll a new generation one group at a time, keeping the old group
+serving until its replacement is ready.
+
+A group leaving (scale-down, a rollout replacing it, delete) is retired: out of routing
+at once, then drained in a thread of its own (the forwarder's preStop hook: no new
+requests, in-flight ones finish within the plan's `drain_grace_s`), then stopped, so
+the loop keeps supervising the endpoint's other groups meanwhile.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ class EndpointRuntime:
     stopped: bool = False
     error: str | None = None  # why the last supervision step failed, until one succeeds
     waiting: str | None = None  # "waiting for capacity: ..." while a wanted group cannot start
+    retiring: list[ProcessGroup] = field(default_factory=list)  # draining, then stopped
+    retirements: list[threading.Thread] = field(default_factory=list)
 
     # -- what the backend asks -------------------------------------------------------
     def all_groups(self) -> list[ProcessGroup]:
@@ -63,6 +72,10 @@ class EndpointRuntime:
 
     def ready_urls(self) -> list[str]:
         return [g.forwarder_url for g in self.all_groups() if g.ready]
+
+    def recorded_groups(self) -> list[ProcessGroup]:
+        """Every group with processes to record, those still draining included."""
+        return [*self.all_groups(), *self.retiring]
 
     # -- the loop --------------------------------------------------------------------
     async def run(self) -> None:
@@ -84,7 +97,7 @@ class EndpointRuntime:
                 self._restart_exited()
 
     def _restart_exited(self) -> None:
-        """Restart groups that lost a process, after their backoff."""
+        """Recreate groups that lost a process or whose leader hung, after their backoff."""
         now = time.monotonic()
         for group in self.all_groups():
             if not group.processes:
@@ -92,28 +105,43 @@ class EndpointRuntime:
                     self._start(group)
                 continue
             exited = group.first_exited()
-            if exited is None:
+            if exited is not None:
+                line = exited.last_log_line()
+                group.last_exit = f"{_role(exited.name)} {exited.describe_exit()}" + (
+                    f": {line}" if line else ""
+                )
+            elif group.hung_for_s is not None:
+                # Hung, not crashed: nothing it serves can finish, so no drain either.
+                group.last_exit = (
+                    "leader stopped answering the generation check for "
+                    f"{group.hung_for_s:.0f} s; group recreated"
+                )
+            else:
                 continue
-            line = exited.last_log_line()
-            group.last_exit = f"{_role(exited.name)} {exited.describe_exit()}" + (
-                f": {line}" if line else ""
-            )
-            group.stop()
-            group.processes = []
             group.ready = False
             group.restarts += 1
             group.consecutive_failures += 1
-            group.next_start_at = now + backoff_s(group.consecutive_failures)
+            group.stop()
+            group.processes = []
+            group.next_start_at = time.monotonic() + backoff_s(group.consecutive_failures)
             self.persist(self)
 
     async def _poll_readiness(self) -> None:
         groups = [g for g in self.all_groups() if g.processes]
         results = await asyncio.gather(*(self._ready(g) for g in groups))
+        now = time.monotonic()
         for group, ready in zip(groups, results, strict=True):
             group.ready = ready
             if ready:
                 group.ever_ready = True
+                group.last_ready_at = now
                 group.consecutive_failures = 0
+            elif group.ever_ready and now - group.last_ready_at >= self._hang_restart_s(group):
+                group.hung_for_s = now - group.last_ready_at  # recreated by _supervise
+
+    def _hang_restart_s(self, group: ProcessGroup) -> int:
+        plan = group.plan or self.plan_for(self.endpoint, group.ports)
+        return plan.hang_restart_s
 
     async def _ready(self, group: ProcessGroup) -> bool:
         try:
@@ -204,17 +232,44 @@ class EndpointRuntime:
         self.persist(self)
 
     def _remove(self, group: ProcessGroup) -> None:
-        group.stop()
-        self.capacity.release(self.endpoint.id, len(group.ports.engines), group.ports.all)
+        """Retire `group` (the caller holds the lock and has taken it out of `groups`):
+        out of routing now, drained and stopped in a thread of its own."""
+        group.ready = False
+        self.retiring.append(group)
+        self.retirements = [t for t in self.retirements if t.is_alive()]
+        thread = threading.Thread(
+            target=self._drain_and_stop, args=(group,), daemon=True,
+            name=f"drain-{self.endpoint.name}-{group.index}",
+        )  # fmt: skip
+        self.retirements.append(thread)
+        thread.start()
         self.persist(self)
 
+    def _drain_and_stop(self, group: ProcessGroup) -> None:
+        try:
+            plan = group.plan or self.plan_for(self.endpoint, group.ports)
+            group.drain(plan, self.base_env, self.endpoint.forwarder_token)
+        except Exception:
+            log.exception("endpoint %s: draining group %d failed", self.endpoint.name, group.index)
+        finally:
+            group.stop()
+            with self.lock:
+                self.retiring.remove(group)
+                self.capacity.release(self.endpoint.id, len(group.ports.engines), group.ports.all)
+                self.persist(self)
+
     def stop_all(self) -> None:
+        """Drain and stop every group (delete), returning once all have stopped."""
         with self.lock:
             self.stopped = True
             for group in self.all_groups():
                 self._remove(group)
             self.groups.clear()
             self.surge = None
+            retirements = list(self.retirements)
+        for thread in retirements:
+            thread.join()
+        with self.lock:
             self.capacity.forget(self.endpoint.id)
 
 

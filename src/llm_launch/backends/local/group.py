@@ -6,11 +6,16 @@ LWS environment (LWS_LEADER_ADDRESS, LWS_GROUP_SIZE, LWS_WORKER_INDEX) is set he
 the way the LeaderWorkerSet controller sets it in pods. The forwarder alone gets the
 endpoint's token (LLM_LAUNCH_FORWARDER_TOKEN), in its environment: never on a command
 line, which any local user can read, and never in an engine rank's environment.
+
+Before a group is stopped for a scale-down, a rollout or a delete, `drain` runs the
+forwarder's preStop hook from the plan (`runtime.drain`, the command Kubernetes runs in
+the forwarder container), so in-flight requests finish before the engine stops.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +28,8 @@ from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER, FOR
 from llm_launch.engines.plan import LaunchPlan
 
 LOCALHOST = "127.0.0.1"
+# The drain hook polls until the grace ends; past that plus this margin it is killed.
+DRAIN_HOOK_MARGIN_S = 10
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,9 @@ class ProcessGroup:
     consecutive_failures: int = 0
     last_exit: str | None = None
     ready: bool = False
-    ever_ready: bool = False
+    ever_ready: bool = False  # since its last start
+    last_ready_at: float = 0.0  # when its generation check last passed (monotonic)
+    hung_for_s: float | None = None  # set when it failed that check too long: recreate it
     started_at: float = 0.0
     next_start_at: float = 0.0  # after a failure, the backoff ends here
     plan: LaunchPlan | None = None  # what it runs; restarts run the same
@@ -92,6 +101,8 @@ class ProcessGroup:
         self.plan = plan
         self.processes = []
         self.ready = False
+        self.ever_ready = False  # a recreated group is judged afresh
+        self.hung_for_s = None
         self.started_at = time.monotonic()
         try:
             for name, argv, env in rank_commands(plan, self.ports):
@@ -121,6 +132,25 @@ class ProcessGroup:
 
     def first_exited(self) -> LocalProcess | None:
         return next((p for p in self.processes if not p.alive()), None)
+
+    def drain(self, plan: LaunchPlan, base_env: Mapping[str, str], forwarder_token: str) -> None:
+        """Run the forwarder's preStop hook (stop taking requests, wait for those in flight,
+        at most the plan's drain grace); its output goes to the forwarder's log."""
+        hook = plan.leader.container(FORWARDER_CONTAINER)
+        if not hook.pre_stop or not self.processes:
+            return
+        # Like the forwarder itself, and like a Kubernetes exec hook in its container: the
+        # hook alone gets the token, in its environment.
+        env = {**base_env, **hook.env, FORWARDER_TOKEN_ENV: forwarder_token}
+        with open_private(self.log_dir / "forwarder.log") as log:
+            try:
+                subprocess.run(
+                    list(hook.pre_stop), env=env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, umask=0o077, check=False,
+                    timeout=plan.drain_grace_s + DRAIN_HOOK_MARGIN_S,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                log.write(b"llm-launch: the drain hook outlived the drain grace; stopping\n")
 
     def stop(self) -> None:
         # Workers first, then the leader and forwarder, like a group being recreated.

@@ -109,6 +109,9 @@ class LocalProcess:
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the process tree, then SIGKILL what is left after `grace_s`."""
         self.signal_tree(signal.SIGTERM)
+        # A stopped process (SIGSTOP, a debugger) acts on SIGTERM only once continued;
+        # systemd sends SIGCONT after SIGTERM for the same reason.
+        self.signal_tree(signal.SIGCONT)
         deadline = time.monotonic() + grace_s
         while self.alive() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -1,0 +1,111 @@
+"""A hung group is restarted (issue 9 item 7), on the local backend, with real simulated groups.
+
+A leader that was ready and then fails its generation check (the forwarder's `/readyz`)
+for the plan's `hang_restart_s` is recreated, group and all, and the status says why; on
+Kubernetes the engine's livenessProbe does the same (tests/unit/kubernetes/
+test_render_lifecycle.py). The engine is frozen with SIGSTOP: its process lives, its port
+accepts connections, and nothing it is asked ever completes, as with a wedged GPU loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_launch.backends.base import Observation
+from llm_launch.backends.local.backend import LocalBackend
+from llm_launch.backends.local.ports import PortAllocator
+from llm_launch.config.loader import load_hardware_catalog
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.spec import build_spec
+from llm_launch.domain.status import EndpointStatus
+from tests.builders import endpoint_body
+
+HANG_RESTART_S = 3  # short for the test; the default is PlanOptions.hang_restart_s (30 s)
+
+
+def an_endpoint(**overrides: Any) -> Endpoint:
+    now = datetime.now(UTC)
+    body = endpoint_body(**{"inference_framework": "sglang", "name": "hangs", **overrides})
+    spec = build_spec(body, load_hardware_catalog())
+    return Endpoint(
+        "end_hang00001", "alice", spec, EndpointStatus.UPDATE_PENDING, None, 1, now, now,
+        forwarder_token="hang-test-token-0123456789abcdef",
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def local(tmp_path: Path) -> AsyncIterator[LocalBackend]:
+    backend = LocalBackend(
+        tmp_path, "simulated", PortAllocator(first=43200, last=43299),
+        hang_restart_s=HANG_RESTART_S, drain_grace_s=5,
+    )  # fmt: skip
+    try:
+        yield backend
+    finally:
+        await backend.teardown(an_endpoint())
+        await backend.close()
+
+
+async def observe_until(
+    backend: LocalBackend, endpoint: Endpoint, done: Any, what: str, deadline_s: float = 90.0
+) -> Observation:
+    deadline = asyncio.get_running_loop().time() + deadline_s
+    observed = await backend.observe(endpoint)
+    while not done(observed):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last: {observed}")
+        await asyncio.sleep(0.2)
+        observed = await backend.observe(endpoint)
+    return observed
+
+
+def is_ready(observed: Observation) -> bool:
+    return observed.status is EndpointStatus.READY
+
+
+async def test_a_leader_that_stops_answering_the_generation_check_has_its_group_recreated(
+    local: LocalBackend,
+) -> None:
+    # Single-node: in a multi-node group the workers notice the frozen leader themselves
+    # (the simulator's heartbeat) and exit, which is the crash path, not this one.
+    endpoint = an_endpoint(min_workers=1, max_workers=1)
+    await local.apply(endpoint)
+    await observe_until(local, endpoint, is_ready, "the group to be ready")
+    group = local._runtimes[endpoint.id].groups[0]
+    before = {p.pid for p in group.processes}
+    leader = next(p for p in group.processes if p.name == "rank-0")
+    os.killpg(leader.pid, signal.SIGSTOP)  # frozen: alive, listening, never answering
+
+    hung = await observe_until(
+        local, endpoint,
+        lambda o: "stopped answering the generation check" in o.reason,
+        "the hang to be noticed",
+    )  # fmt: skip
+    assert hung.status is EndpointStatus.UPDATE_IN_PROGRESS
+    seconds = re.search(r"generation check for (\d+) s; group recreated", hung.reason)
+    assert seconds is not None and int(seconds[1]) >= HANG_RESTART_S
+    assert local.targets(endpoint) == []  # nothing routes to a hung group
+
+    again = await observe_until(local, endpoint, is_ready, "the recreated group to be ready")
+    assert "group 0 restarted 1 time" in again.reason
+    assert "leader stopped answering the generation check" in again.reason
+    after = {p.pid for p in local._runtimes[endpoint.id].groups[0].processes}
+    assert after.isdisjoint(before)  # every process of the group is new
+    assert all(_gone(pid) for pid in before)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
