@@ -193,6 +193,24 @@ def serve(
             "get (e.g. AWS_*,HF_TOKEN); they get only an allow-list otherwise",
         ),
     ] = "",
+    hang_restart_s: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LLM_LAUNCH_HANG_RESTART_S",
+            min=1,
+            help="seconds a ready leader may fail its generation check before its group is "
+            "recreated (default 30; Kubernetes: the engine's livenessProbe)",
+        ),
+    ] = None,
+    drain_grace_s: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LLM_LAUNCH_DRAIN_GRACE_S",
+            min=0,
+            help="seconds in-flight requests get to finish when a group leaves (scale-down, "
+            "rollout, delete) before its engine stops (default 90; Kubernetes: preStop hooks)",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
@@ -263,6 +281,8 @@ def serve(
         local_ports=(int(first), int(last)),
         local_max_processes=local_max_processes,
         pass_env=passed,
+        hang_restart_s=hang_restart_s,
+        drain_grace_s=drain_grace_s,
     )
     mode = (
         f"{len(keys.owners)} owner(s) with API keys"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -12,6 +13,7 @@ from llm_launch.config.api_keys import ApiKeys
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.config.quotas import QuotaBook
 from llm_launch.domain.hardware import HardwareCatalog
+from llm_launch.engines.options import PlanOptions
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001
@@ -50,6 +52,22 @@ class Settings:
     # (backends/kubernetes/config.py, WeightsVolume).
     kubernetes_weights_volume: str = "emptyDir"
     kubeconfig: str | None = None  # None: $KUBECONFIG, in-cluster, then ~/.kube/config
+    # Both backends (None: engines.options.PlanOptions' defaults, 30 s and 90 s): a ready
+    # leader failing its generation check this long is restarted, group and all; a group
+    # leaving gives in-flight requests this long to finish before its engine stops.
+    hang_restart_s: int | None = None
+    drain_grace_s: int | None = None
+
+    def plan_options(self) -> PlanOptions:
+        """PlanOptions with the fields these settings set (the others keep their defaults)."""
+        defaults = PlanOptions()
+        return dataclasses.replace(
+            defaults,
+            hang_restart_s=self.hang_restart_s or defaults.hang_restart_s,
+            drain_grace_s=defaults.drain_grace_s
+            if self.drain_grace_s is None
+            else self.drain_grace_s,
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -20,13 +20,16 @@ from typing import Any
 
 import pytest
 
+from llm_launch.api.app import make_backend
 from llm_launch.backends.base import Observation
 from llm_launch.backends.local.backend import LocalBackend
+from llm_launch.backends.local.group import GroupPorts
 from llm_launch.backends.local.ports import PortAllocator
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.spec import build_spec
 from llm_launch.domain.status import EndpointStatus
+from llm_launch.settings import Settings
 from tests.builders import endpoint_body
 
 HANG_RESTART_S = 3  # short for the test; the default is PlanOptions.hang_restart_s (30 s)
@@ -109,3 +112,21 @@ def _gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def test_the_serve_settings_set_the_hang_and_drain_times_of_both_backends(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, hang_restart_s=7,
+                        drain_grace_s=0)  # fmt: skip
+    backend = make_backend(settings)
+    assert isinstance(backend, LocalBackend)
+    try:
+        plan = backend._plan(an_endpoint(), GroupPorts(30001, 30002, (30003,)))
+    finally:
+        await backend.close()
+    assert (plan.hang_restart_s, plan.drain_grace_s) == (7, 0)
+    kubernetes = settings.plan_options()  # what the Kubernetes backend's config gets
+    assert (kubernetes.hang_restart_s, kubernetes.drain_grace_s) == (7, 0)
+    defaults = Settings(database_url="sqlite://", data_dir=tmp_path).plan_options()
+    assert (defaults.hang_restart_s, defaults.drain_grace_s) == (30, 90)

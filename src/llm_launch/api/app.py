@@ -39,12 +39,15 @@ def make_backend(settings: Settings) -> Backend | None:
             settings.checkpoint_roots,
             pass_env=settings.pass_env,
             max_processes=settings.local_max_processes,
+            hang_restart_s=settings.plan_options().hang_restart_s,
+            drain_grace_s=settings.plan_options().drain_grace_s,
         )
     if settings.backend == "kubernetes":
         from llm_launch.backends.kubernetes.backend import KubernetesBackend
         from llm_launch.backends.kubernetes.config import KubernetesConfig, WeightsVolume
 
         config = KubernetesConfig(
+            plan_options=settings.plan_options(),
             namespace=settings.kubernetes_namespace,
             control_plane_id=settings.kubernetes_control_plane_id,
             catalog=settings.catalog,
