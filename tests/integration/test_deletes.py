@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from typer.testing import CliRunner, Result
 
 import llm_launch.cli
@@ -39,7 +39,7 @@ from llm_launch.services.reconciler import Reconciler
 from llm_launch.settings import Settings
 from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
-from llm_launch.store.tables import EndpointRow
+from llm_launch.store.tables import EndpointRow, OperationRow
 from tests.builders import endpoint_body
 from tests.fakes.backend import FakeBackend
 from tests.support.data_plane import eventually
@@ -291,6 +291,21 @@ async def test_the_reconciler_leaves_a_teardown_this_server_carries_out_alone(
     backend.teardown_gate.set()
     await until(lambda: gone(store), "the teardown ends")
     await teardowns.close()
+
+
+async def test_a_delete_the_reconciler_finishes_after_a_restart_closes_its_operation(
+    store: EndpointRepository,
+) -> None:
+    endpoint, _ = await EndpointService(store, load_hardware_catalog()).create(
+        "alice", endpoint_body()
+    )
+    await store.mark_deleting(endpoint)  # then the server died
+    backend = FakeBackend()
+    await Reconciler(store, backend).reconcile_once()  # the next server's first pass
+    assert await gone(store)
+    async with store._sessions() as session:
+        states = (await session.execute(select(OperationRow.kind, OperationRow.state))).all()
+    assert sorted(states) == [("create", "pending"), ("delete", "done")]
 
 
 async def test_a_long_teardown_keeps_its_row_fresh_so_no_other_replica_takes_it_over(

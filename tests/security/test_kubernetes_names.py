@@ -25,9 +25,10 @@ import yaml
 
 from llm_launch.backends.kubernetes.backend import KubernetesBackend
 from llm_launch.backends.kubernetes.render import render_endpoint
-from llm_launch.domain.errors import Conflict, LaunchError
+from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.names import max_name_length
 from llm_launch.domain.spec import build_spec
+from llm_launch.domain.status import EndpointStatus
 from tests.builders import endpoint_body, seed_body
 from tests.fakes.kube_api import FakeKubeApi
 from tests.integration.kubernetes.conftest import CATALOG, an_endpoint, eventually
@@ -194,9 +195,10 @@ async def test_a_name_taken_by_another_endpoints_object_is_refused_without_sayin
         o for o in render_endpoint(theirs, backend.config) if o["kind"] == "LeaderWorkerSet"
     ]
     kube_api.put("leaderworkersets", workload)
-    with pytest.raises(Conflict) as refused:
-        await backend.apply(mine)
-    message = refused.value.message
+    await backend.apply(mine)  # refused: recorded, and the status says so
+    refused = await backend.observe(mine)
+    assert refused.status is EndpointStatus.UPDATE_FAILED
+    message = refused.reason or ""
     assert "end_theirs0123456789" not in message
     assert workload["metadata"]["name"] in message  # the name is the caller's own
     assert "use another endpoint name" in message

@@ -323,20 +323,27 @@ class EndpointRepository:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def remove(self, endpoint_id: str, operation_id: str | None = None) -> bool:
-        """Delete the endpoint row and close its delete operation; False if another
-        delete removed the row first (then the operation is left as it was)."""
+        """Delete the endpoint row and close its delete operation (without `operation_id`,
+        as when the reconciler finishes an interrupted delete: its pending ones); False if
+        another delete removed the row first (then the operation is left as it was)."""
         async with self._sessions.begin() as session:
             removed = await session.execute(
                 delete(EndpointRow).where(EndpointRow.id == endpoint_id)
             )
             if not removed.rowcount:  # type: ignore[attr-defined]
                 return False
-            if operation_id is not None:
-                await session.execute(
-                    update(OperationRow)
-                    .where(OperationRow.id == operation_id)
-                    .values(state="done", finished_at=_now())
+            closing = (
+                OperationRow.id == operation_id
+                if operation_id is not None
+                else (
+                    (OperationRow.endpoint_id == endpoint_id)
+                    & (OperationRow.kind == "delete")
+                    & (OperationRow.state == "pending")
                 )
+            )
+            await session.execute(
+                update(OperationRow).where(closing).values(state="done", finished_at=_now())
+            )
         return True
 
     async def _admit(

@@ -241,7 +241,7 @@ class TestObservedStatus:
                 kube_api.remove("pods", name)
             put_group(kube_api, endpoint, 0)
         failed = await observed(backend, endpoint, EndpointStatus.UPDATE_FAILED)
-        assert "group 0 was recreated 3 times after a pod failed" in (failed.reason or "")
+        assert "group 0 was recreated 3 times without ever becoming ready" in (failed.reason or "")
         assert f"{LWS}-0-1 exited with code 137 (OOMKilled" in (failed.reason or "")
 
     async def test_a_single_node_endpoint_runs_as_a_deployment(

@@ -4,7 +4,7 @@ pods waiting for GPUs stay in progress until the unschedulable timeout."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from llm_launch.backends.kubernetes.backend import KubernetesBackend
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.domain.status import EndpointStatus
 from tests.builders import seed_body
-from tests.fakes.kube_api import FakeKubeApi, lws_pod, unschedulable
+from tests.fakes.kube_api import FakeKubeApi, lws_pod, running, unschedulable
 from tests.integration.kubernetes.conftest import CATALOG, FAST, an_endpoint, eventually
 from tests.unit.kubernetes import k8s_name
 
@@ -78,3 +78,40 @@ async def test_pods_waiting_for_gpus_stay_in_progress_and_quote_the_triggered_sc
     )
     assert scaling.status is EndpointStatus.UPDATE_IN_PROGRESS
     assert "gpu-h100-pool 2->4" in (scaling.reason or "")
+
+
+async def test_a_failed_workers_last_log_lines_are_kept_after_its_group_is_deleted(
+    backend: KubernetesBackend, kube_api: FakeKubeApi
+) -> None:
+    endpoint = an_endpoint(seed_body(), endpoint_id="ep-events")
+    await backend.apply(endpoint)
+    lws = kube_api.get("leaderworkersets", LWS)
+    assert lws is not None
+    status = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 0, "updatedReplicas": 1}
+    kube_api.set_status("leaderworkersets", LWS, status)
+    await backend.observe(endpoint)
+    for attempt in range(3):  # the worker is OOM-killed; LWS recreates the group each time
+        for rank in (0, 1):
+            kube_api.put("pods", lws_pod(LWS, 0, rank, endpoint.id))
+        kube_api.set_log(f"{LWS}-0-1", "engine", f"loading shard {attempt}\nCUDA OOM\n", True)
+        oom = [running(restarts=1, exit_code=137, exit_reason="OOMKilled")]
+        kube_api.put("pods", lws_pod(LWS, 0, 1, endpoint.id, statuses=oom))
+        await eventually(lambda: _log_reads(kube_api), _count_is(attempt + 1))  # read at once
+        for name in (f"{LWS}-0-1", f"{LWS}-0"):
+            kube_api.remove("pods", name)
+    kube_api.put("pods", lws_pod(LWS, 0, 0, endpoint.id))
+    failed = await eventually(
+        lambda: backend.observe(endpoint), lambda s: s.status is EndpointStatus.UPDATE_FAILED
+    )
+    reason = failed.reason or ""
+    assert "group 0 was recreated 3 times without ever becoming ready" in reason
+    assert f"{LWS}-0-1 exited with code 137 (OOMKilled" in reason
+    assert reason.endswith("its last log lines:\n  loading shard 2\n  CUDA OOM")
+
+
+def _count_is(count: int) -> Callable[[list[object]], bool]:
+    return lambda found: len(found) == count
+
+
+async def _log_reads(kube_api: FakeKubeApi) -> list[object]:
+    return [r for r in kube_api.requests if r.query.get("previous") == "true"]

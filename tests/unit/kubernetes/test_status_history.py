@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_launch.backends.kubernetes.history import RecreationTracker, termination_cause
+from llm_launch.backends.kubernetes.history import (
+    RecreationTracker,
+    Termination,
+    termination_cause,
+)
+from llm_launch.backends.kubernetes.status import Workload, observe
+from llm_launch.domain.status import EndpointStatus
 from tests.fakes.kube_api import lws_pod, running
 
 EID = "ep-0123456789abcdef"
@@ -81,3 +87,68 @@ def test_forget_drops_an_endpoint() -> None:
 
 def test_a_clean_exit_is_not_a_cause() -> None:
     assert termination_cause(crashed_worker(0, exit_code=0, exit_reason="Completed")) is None
+
+
+def startup_killed(tracker: RecreationTracker, leader: dict[str, Any]) -> None:
+    """The kubelet's words when the startup probe gives up on the leader's engine."""
+    tracker.record_event(
+        "ADDED",
+        {
+            "involvedObject": {"kind": "Pod", "uid": leader["metadata"]["uid"]},
+            "reason": "Killing",
+            "message": "Container engine failed startup probe, will be restarted",
+        },
+    )
+
+
+def test_a_group_recreated_every_half_hour_without_becoming_ready_fails_and_says_why() -> None:
+    clock = Clock()
+    tracker = RecreationTracker(window_s=600, clock=clock)
+    leader = lws_pod("llm-chat", 0, 0, EID)
+    leader["spec"]["containers"][0]["startupProbe"] = {"periodSeconds": 10, "failureThreshold": 180}
+    tracker.record("ADDED", leader)
+    for _ in range(3):
+        clock.now += 1800  # each recreation far outside the window of the other rule
+        startup_killed(tracker, leader)
+        tracker.record("DELETED", leader)
+        leader = {**leader, "metadata": {**leader["metadata"], "uid": f"uid-{clock.now}"}}
+        tracker.record("ADDED", leader)
+    recreated = tracker.recreations(EID)[0]
+    assert (recreated.count, recreated.since_ready) == (1, 3)
+    workload = Workload("LeaderWorkerSet", "llm-chat", _lws(), 3, 1)
+    seen = observe(workload, [], {}, tracker.recreations(EID))
+    assert seen.status is EndpointStatus.UPDATE_FAILED
+    reason = seen.reason or ""
+    assert "group 0 was recreated 3 times without ever becoming ready" in reason
+    assert "startup probe budget 30 min exceeded" in reason
+    assert "failed startup probe, will be restarted" in reason
+
+
+def test_becoming_ready_resets_the_count_since_ready() -> None:
+    tracker = RecreationTracker()
+    tracker.record("ADDED", lws_pod("llm-chat", 0, 0, EID))
+    recreate(tracker, 0)
+    recreate(tracker, 0)
+    tracker.record("MODIFIED", lws_pod("llm-chat", 0, 0, EID, ready=True))
+    assert tracker.recreations(EID)[0].since_ready == 0
+
+
+def test_a_failed_container_is_reported_once_as_soon_as_the_watch_sees_it() -> None:
+    seen: list[Termination] = []
+    tracker = RecreationTracker(on_termination=seen.append)
+    worker = crashed_worker(0, exit_code=137, exit_reason="OOMKilled")
+    worker["status"]["containerStatuses"][0]["lastState"]["terminated"]["message"] = "tail\n"
+    tracker.record("MODIFIED", worker)
+    tracker.record("MODIFIED", worker)
+    assert [(t.pod, t.container, t.previous) for t in seen] == [("llm-chat-0-1", "engine", True)]
+    assert tracker.log_of(seen[0].key) == "tail"  # FallbackToLogsOnError's message
+
+
+def _lws() -> dict[str, Any]:
+    return {
+        "metadata": {"name": "llm-chat", "generation": 1,
+                     "annotations": {"llm-launch.io/generation": "3"}},
+        "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 2}},
+        "status": {"observedGeneration": 1, "replicas": 1, "readyReplicas": 0,
+                   "updatedReplicas": 1},
+    }  # fmt: skip

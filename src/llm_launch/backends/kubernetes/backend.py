@@ -37,7 +37,7 @@ from llm_launch.backends.kubernetes.client import (
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.errors import ObjectNotFound
 from llm_launch.backends.kubernetes.events import EventIndex, related_uids
-from llm_launch.backends.kubernetes.history import RecreationTracker
+from llm_launch.backends.kubernetes.history import RecreationTracker, Termination
 from llm_launch.backends.kubernetes.render import check_supported, render_endpoint
 from llm_launch.backends.kubernetes.render_names import (
     LABEL_ENDPOINT_ID,
@@ -55,7 +55,7 @@ from llm_launch.backends.kubernetes.status import (
     pod_views,
     ready_groups,
 )
-from llm_launch.backends.kubernetes.watch import Informer, WatchTiming
+from llm_launch.backends.kubernetes.watch import Informer, Listener, WatchTiming
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, InvalidRequest, LaunchError, NotFound
 from llm_launch.domain.spec import EndpointSpec
@@ -110,7 +110,8 @@ class KubernetesBackend:
         self._applied: dict[str, tuple[int, float]] = {}  # endpoint id -> generation, when
         self._tombstones: set[str] = set()
         self._crash_logs: dict[str, dict[CrashKey, str]] = {}
-        self._recreations = RecreationTracker()
+        self._recreations = RecreationTracker(on_termination=self._capture_log)
+        self._captures: dict[CrashKey, asyncio.Task[None]] = {}
         self._ledger = ApplyLedger(self._timing.retry, clock)
         self._informers: dict[str, Informer] = {}
         self._events = EventIndex()
@@ -265,6 +266,8 @@ class KubernetesBackend:
 
     async def close(self) -> None:
         """Stop the watches and release the connections; the workloads keep running."""
+        for task in list(self._captures.values()):
+            task.cancel()
         for informer in self._informers.values():
             await informer.stop()
         self._informers.clear()
@@ -292,8 +295,9 @@ class KubernetesBackend:
         # Events carry none of our labels: watch the namespace's, matched to endpoints by
         # the uid of the object they are about (events.py). Nobody waits for this watch:
         # without it (RBAC, say) reasons just quote no events.
+        hear: list[Listener] = [self._recreations.record_event]
         events = Informer(
-            client, EVENT, self.namespace, "", [], self._timing.watch, cache=self._events
+            client, EVENT, self.namespace, "", hear, self._timing.watch, cache=self._events
         )
         self._informers[EVENT.kind] = events
         events.start()
@@ -337,9 +341,40 @@ class KubernetesBackend:
             if crashing.key in known:
                 fresh[crashing.key] = known[crashing.key]
                 continue
+            capture = self._captures.get(crashing.key)
+            if capture is not None:  # the watch saw this crash: its log is on its way
+                await asyncio.wait([capture])
+            captured = self._recreations.log_of(crashing.key)
+            if captured is not None:
+                fresh[crashing.key] = captured
+                continue
             fresh[crashing.key] = await self._read_crash_log(crashing.pod, crashing.container)
         self._crash_logs[endpoint_id] = fresh
         return fresh
+
+    def _capture_log(self, termination: Termination) -> None:
+        """A container just failed (the pod watch saw it): fetch its last log lines now,
+        before the LWS controller deletes its group and the log with it."""
+        if self._client is None:
+            return
+        key = termination.key
+        task = asyncio.create_task(self._fetch_termination_log(termination))
+        self._captures[key] = task
+        task.add_done_callback(lambda _: self._captures.pop(key, None))
+
+    async def _fetch_termination_log(self, termination: Termination) -> None:
+        assert self._client is not None
+        lines = self._timing.crash_log_lines
+        pod, container = termination.pod, termination.container
+        try:
+            text = await self._client.read_log(
+                self.namespace, pod, container, lines, termination.previous
+            )
+        except LaunchError as exc:  # the pod may be gone already
+            log.info("no log of %s/%s after its failure: %s", pod, container, exc.message)
+            return
+        if text.strip():
+            self._recreations.attach_log(termination.key, text)
 
     async def _read_crash_log(self, pod: str, container: str) -> str:
         assert self._client is not None

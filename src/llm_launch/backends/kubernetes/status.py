@@ -116,7 +116,7 @@ def observe(
     waiting = _waiting_for(workload, views, wanted, ready, evidence)
     if waiting is not None:
         return _progress(waiting, available, wanted)
-    notes = [_recreated(index, r) for index, r in sorted(recreations.items())]
+    notes = [_recreated(index, r, log=False) for index, r in sorted(recreations.items()) if r.count]
     reason = "ready" if wanted else "scaled to zero replicas"
     return Observation(EndpointStatus.READY, "; ".join([reason, *notes]), available, 0)
 
@@ -191,9 +191,38 @@ def _failure(
         if problem is not None:
             return problem
     for index, recreated in sorted(recreations.items()):
-        if recreated.count >= RECREATION_LIMIT and index not in ready:
+        if index in ready:
+            continue
+        if recreated.since_ready >= RECREATION_LIMIT:  # whatever the time between them
+            return _never_ready(index, recreated)
+        if recreated.count >= RECREATION_LIMIT:
             return _recreated(index, recreated) + "; it will not get further without a fix"
     return _stalled(workload)
+
+
+def _never_ready(index: int, recreated: Recreations) -> str:
+    """A group recreated again and again without becoming Ready in between, and why."""
+    reason = (
+        f"group {index} was recreated {recreated.since_ready} times without ever becoming ready"
+    )
+    if recreated.probe_kill:
+        budget = recreated.startup_budget_s
+        spent = f"startup probe budget {_duration(budget)}" if budget else "startup probe budget"
+        reason += (
+            f": {spent} exceeded while waiting for workers, downloading and loading weights "
+            f"(the kubelet: {recreated.probe_kill}). Raise the startup budget, or keep weights "
+            "in a node-local cache or a shared volume so that a recreated group reuses them"
+        )
+    elif recreated.last_cause:
+        reason += f" (last: {recreated.last_cause})"
+    return reason + _log_excerpt(recreated)
+
+
+def _log_excerpt(recreated: Recreations) -> str:
+    log = (recreated.log or "").strip("\n")
+    if not log:
+        return ""
+    return "; its last log lines:\n" + "\n".join(f"  {line}" for line in log.splitlines())
 
 
 def _stalled(workload: Workload) -> str | None:
@@ -409,10 +438,11 @@ def _pod_state(pod: Object) -> str | None:
     return None if phase == "Running" else phase
 
 
-def _recreated(index: int, recreated: Recreations) -> str:
+def _recreated(index: int, recreated: Recreations, *, log: bool = True) -> str:
     times = "time" if recreated.count == 1 else "times"
     last = f" (last: {recreated.last_cause})" if recreated.last_cause else ""
-    return f"group {index} was recreated {recreated.count} {times} after a pod failed{last}"
+    reason = f"group {index} was recreated {recreated.count} {times} after a pod failed{last}"
+    return reason + (_log_excerpt(recreated) if log else "")
 
 
 def _progress(reason: str, available: int, wanted: int) -> Observation:
