@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from llm_launch.backends.kubernetes.client import (
+    HPA,
     MANAGED,
     POD,
     KubeClient,
@@ -53,6 +54,7 @@ from llm_launch.backends.kubernetes.render_names import (
     LABEL_ENDPOINT_ID,
     MANAGED_SELECTOR,
 )
+from llm_launch.backends.kubernetes.replicas import autoscaled_minimums, hand_over
 from llm_launch.domain.errors import FieldError, InvalidRequest, LaunchError
 
 Object = dict[str, Any]
@@ -66,16 +68,30 @@ def endpoint_selector(endpoint_id: str) -> str:
 async def apply_objects(
     client: KubeClient, namespace: str, endpoint_id: str, objects: Sequence[Object]
 ) -> None:
-    """Apply every object (in order), then delete the endpoint's objects it no longer has."""
-    for obj in objects:
-        await apply_one(client, namespace, endpoint_id, obj)
+    """Apply every object (in order), then delete the endpoint's objects it no longer has.
+    An HPA it no longer has goes first, so it cannot scale the workload back while the
+    workload takes its fixed `replicas` again; a workload an HPA takes over keeps its
+    replica count (`replicas.hand_over`)."""
     keep = {(resource_of(o).kind, o["metadata"]["name"]) for o in objects}
+    await prune(client, namespace, endpoint_id, keep, (HPA,))
+    minimums = autoscaled_minimums(objects)
+    for obj in objects:
+        target = minimums.get((obj["kind"], obj["metadata"]["name"]))
+        await apply_one(client, namespace, endpoint_id, obj, min_replicas=target)
     await prune(client, namespace, endpoint_id, keep)
 
 
-async def apply_one(client: KubeClient, namespace: str, endpoint_id: str, obj: Object) -> Object:
+async def apply_one(
+    client: KubeClient,
+    namespace: str,
+    endpoint_id: str,
+    obj: Object,
+    *,
+    min_replicas: int | None = None,
+) -> Object:
+    """Apply one object; `min_replicas` when an HPA scales it (see `replicas.hand_over`)."""
     try:
-        return await _apply_one(client, namespace, endpoint_id, obj)
+        return await _apply_one(client, namespace, endpoint_id, obj, min_replicas)
     except LaunchError as exc:
         hidden = _secret_values(obj)
         if hidden and any(value in str(exc) for value in hidden):
@@ -83,10 +99,14 @@ async def apply_one(client: KubeClient, namespace: str, endpoint_id: str, obj: O
         raise
 
 
-async def _apply_one(client: KubeClient, namespace: str, endpoint_id: str, obj: Object) -> Object:
+async def _apply_one(
+    client: KubeClient, namespace: str, endpoint_id: str, obj: Object, min_replicas: int | None
+) -> Object:
     resource = resource_of(obj)
     namespace = obj["metadata"].get("namespace") or namespace
-    await _check_ours(client, resource, namespace, obj["metadata"]["name"], endpoint_id)
+    current = await _check_ours(client, resource, namespace, obj["metadata"]["name"], endpoint_id)
+    if min_replicas is not None:
+        await hand_over(client, resource, namespace, obj, current, min_replicas)
     for attempt in range(1, APPLY_ATTEMPTS + 1):
         try:
             return await client.apply(resource, namespace, obj)
@@ -100,12 +120,16 @@ async def _apply_one(client: KubeClient, namespace: str, endpoint_id: str, obj: 
 
 
 async def prune(
-    client: KubeClient, namespace: str, endpoint_id: str, keep: set[tuple[str, str]]
+    client: KubeClient,
+    namespace: str,
+    endpoint_id: str,
+    keep: set[tuple[str, str]],
+    resources: Sequence[Resource] = MANAGED,
 ) -> list[str]:
-    """Delete the endpoint's objects not in `keep` (kind, name): say its HPA once
-    autoscaling is off. Returns what it deleted, as `Kind/name`."""
+    """Delete the endpoint's objects (of `resources`) not in `keep` (kind, name): say its
+    HPA once autoscaling is off. Returns what it deleted, as `Kind/name`."""
     deleted = []
-    for resource in MANAGED:
+    for resource in resources:
         for item in (
             await list_or_empty(client, resource, namespace, endpoint_selector(endpoint_id))
         ).items:
@@ -194,11 +218,12 @@ async def list_or_empty(
 
 async def _check_ours(
     client: KubeClient, resource: Resource, namespace: str, name: str, endpoint_id: str
-) -> None:
+) -> Object | None:
+    """The object of that name (None when there is none), if it is this endpoint's."""
     try:
         current = await client.get(resource, namespace, name)
     except ObjectNotFound:
-        return
+        return None
     metadata = current.get("metadata") or {}
     owner = (metadata.get("labels") or {}).get(LABEL_ENDPOINT_ID)
     what = f"{resource.kind} {namespace}/{name}"
@@ -212,6 +237,7 @@ async def _check_ours(
             f"the Kubernetes name {name} ({resource.kind} in namespace {namespace}) is taken "
             "by an object llm-launch does not manage for this endpoint; use another endpoint name"
         )
+    return current
 
 
 def _secret_values(obj: Object) -> list[str]:

@@ -149,10 +149,19 @@ class KubeClient:
         what = f"create {resource.kind} {namespace}/{obj['metadata']['name']}"
         return _json(await self._request("POST", resource.path(namespace), what, body=obj))
 
-    async def apply(self, resource: Resource, namespace: str, obj: Object) -> Object:
-        """Server-side apply (`fieldManager=llm-launch`, `force=true`) of a whole manifest."""
+    async def apply(
+        self,
+        resource: Resource,
+        namespace: str,
+        obj: Object,
+        *,
+        manager: str = FIELD_MANAGER,
+        force: bool = True,
+    ) -> Object:
+        """Server-side apply of a manifest (by default `fieldManager=llm-launch`,
+        `force=true`; another manager and no force to hand a field over)."""
         name = obj["metadata"]["name"]
-        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        query = [("fieldManager", manager)] + ([("force", "true")] if force else [])
         data = await self._request(
             "PATCH",
             resource.path(namespace, name),
