@@ -139,22 +139,12 @@ class FakeCluster:
 
     def events(self, pod: str | None = None) -> list[Object]:
         """The Events written so far (about `pod` only, when given)."""
-        found = (
-            self.api.get("events", n, self.namespace)
-            for n in self.api.names("events", self.namespace)
-        )
-        return [
-            e
-            for e in found
-            if e is not None and (pod is None or e["involvedObject"]["name"] == pod)
-        ]
+        found = self.api.objects("events", self.namespace)
+        return [e for e in found if pod is None or e["involvedObject"]["name"] == pod]
 
     # -- internals -----------------------------------------------------------------------------
     def _pods(self) -> list[Object]:
-        pods = (
-            self.api.get("pods", n, self.namespace) for n in self.api.names("pods", self.namespace)
-        )
-        return [p for p in pods if p is not None]
+        return self.api.objects("pods", self.namespace)
 
     def _behaviour(self, pod: Object) -> Behaviour:
         for rule in reversed(self._rules):

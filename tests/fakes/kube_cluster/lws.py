@@ -269,9 +269,8 @@ class LeaderWorkerSetController:
         self._api.put("pods", current)
 
     def _pods_of(self, lws: Object) -> list[Object]:
-        ns = _ns(lws)
-        pods = (self._api.get("pods", n, ns) for n in self._api.names("pods", ns))
-        return [p for p in pods if p is not None and _labels(p).get(NAME) == _name(lws)]
+        pods = self._api.objects("pods", _ns(lws))
+        return [p for p in pods if _labels(p).get(NAME) == _name(lws)]
 
     def _group_ready(self, lws: Object, group: int, pods: list[Object]) -> bool:
         members = [

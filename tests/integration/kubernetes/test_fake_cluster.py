@@ -150,6 +150,36 @@ class TestLeaderWorkerSet:
             seen.reason
         )
 
+    async def test_a_new_template_rolls_each_group_onto_the_new_revision_and_is_no_failure(
+        self, backend: KubernetesBackend, kube_api: FakeKubeApi, cluster: FakeCluster
+    ) -> None:
+        endpoint = multinode()
+        await backend.apply(endpoint)
+        await eventually(
+            lambda: backend.observe(endpoint), lambda o: o.status is EndpointStatus.READY
+        )
+        revision = "leaderworkerset.sigs.k8s.io/template-revision-hash"
+        before = pods(kube_api)[f"{LWS}-0"]["metadata"]["labels"][revision]
+        upgraded = an_endpoint(
+            seed_body(cpus=150),
+            endpoint_id="ep-multi",
+            generation=2,
+        )
+        await backend.apply(upgraded)
+        found = await until(
+            lambda: pods(kube_api),
+            lambda found: (
+                all_ready([f"{LWS}-0", f"{LWS}-0-1"])(found)
+                and {p["metadata"]["labels"][revision] for p in found.values()} - {before} != set()
+                and len({p["metadata"]["labels"][revision] for p in found.values()}) == 1
+            ),
+        )
+        assert found[f"{LWS}-0-1"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "150"
+        seen = await eventually(
+            lambda: backend.observe(upgraded), lambda o: o.status is EndpointStatus.READY
+        )
+        assert seen.reason == "ready"  # a rollout is not a recreation after a failure
+
     async def test_scaling_down_removes_the_groups_with_the_highest_indexes(
         self, kube_api: FakeKubeApi, cluster: FakeCluster, backend: KubernetesBackend
     ) -> None:
