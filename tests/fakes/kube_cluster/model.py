@@ -50,10 +50,6 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def micro_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @dataclass(frozen=True)
 class Taint:
     """A node taint (core/v1 Taint); NoSchedule and NoExecute keep pods off the node."""
@@ -188,7 +184,7 @@ def event(
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            # the recorder's name: "<object>.<unix nanoseconds in hex>"
+            # client-go names it "<object>.<unix nanoseconds in hex>"; random hex here
             "name": f"{metadata['name']}.{uuid.uuid4().hex[:16]}",
             "namespace": metadata.get("namespace", "default"),
         },
