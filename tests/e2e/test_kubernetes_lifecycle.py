@@ -73,11 +73,12 @@ def test_the_seed_endpoint_waits_for_gpus_goes_ready_and_survives_a_worker_oomki
 ) -> None:
     assert client.post("/v1/llm/model-endpoints", json=seed_body()).status_code == 200
 
-    # One node: the leader takes it, the worker finds no node with 8 free GPUs. Today this
-    # is UPDATE_FAILED at once (issue 9 item 6 wants UPDATE_PENDING while a scale-up may
-    # come), so only what any wording must say is asserted: the GPUs and the pod waiting.
+    # One node: the leader takes it, the worker finds no node with 8 free GPUs. A scale-up
+    # may come, so the endpoint waits (in progress) and says for what, and until when.
     waiting = wait_for(client, "deepseek-r1", lambda e: "nvidia.com/gpu" in reason(e), 30)
-    assert waiting["status"] != "READY"
+    assert waiting["status"] == "UPDATE_IN_PROGRESS"
+    assert "is waiting for 8 nvidia.com/gpu" in reason(waiting)
+    assert "fails after 15 min" in reason(waiting)
     assert WORKER in reason(waiting) and "Insufficient nvidia.com/gpu" in reason(waiting)
     [event] = [e for e in cluster.events(WORKER) if e["reason"] == "FailedScheduling"]
     assert event["message"].startswith("0/1 nodes are available: 1 Insufficient cpu, ")
@@ -108,10 +109,12 @@ def test_the_seed_endpoint_waits_for_gpus_goes_ready_and_survives_a_worker_oomki
         lambda e: e["status"] != "READY" and uid(kube_api, LEADER) not in (None, before[0]),
         30,
     )
-    # Today it says only what the new group waits for ("group 0: ..."); that the group was
-    # recreated, and why, appears once it is ready again (see the report of issue 9).
+    # What the new group waits for, that it was recreated, and why (the exit was captured
+    # from the pod watch before LWS deleted the group).
     assert recreating["status"] == "UPDATE_IN_PROGRESS"
     assert reason(recreating).startswith("group 0: ")
+    assert "recreated 1 time since it was last ready" in reason(recreating)
+    assert f"container engine of pod {WORKER} exited with code 137 (OOMKilled" in reason(recreating)
     assert recreating["spec"]["deployment_state"]["available_workers"] == 0
 
     cluster.behave("*")

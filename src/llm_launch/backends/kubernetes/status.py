@@ -113,7 +113,7 @@ def observe(
     failure = _failure(workload, views, crash_logs, recreations, ready, evidence)
     if failure is not None:
         return Observation(EndpointStatus.UPDATE_FAILED, failure, available, wanted - available)
-    waiting = _waiting_for(workload, views, wanted, ready, evidence)
+    waiting = _waiting_for(workload, views, wanted, ready, evidence, recreations)
     if waiting is not None:
         return _progress(waiting, available, wanted)
     notes = [_recreated(index, r, log=False) for index, r in sorted(recreations.items()) if r.count]
@@ -363,6 +363,7 @@ def _waiting_for(
     wanted: int,
     ready: set[int],
     evidence: Evidence,
+    recreations: Mapping[int, Recreations],
 ) -> str | None:
     obj = workload.obj or {}
     metadata, status = obj.get("metadata") or {}, obj.get("status") or {}
@@ -386,8 +387,10 @@ def _waiting_for(
     if missing and (workload.kind == "LeaderWorkerSet" or len(ready) < wanted):
         index = missing[0]
         members = [v for v in views if v.group == index]
-        return _describe_group(workload, index, members) + _last_problem(
-            workload, members, evidence
+        return (
+            _describe_group(workload, index, members)
+            + _recreated_since_ready(recreations.get(index))
+            + _last_problem(workload, members, evidence)
         )
     if len(ready) < wanted or int(status.get("readyReplicas") or 0) < wanted:
         counted = int(status.get("readyReplicas") or 0)
@@ -411,6 +414,19 @@ def _describe_group(workload: Workload, index: int, members: Sequence[PodView]) 
         )
     worker = next(v for v in members if not v.ready)
     return f"group {index}: waiting for {worker.role} {worker.name} to become ready"
+
+
+def _recreated_since_ready(recreated: Recreations | None) -> str:
+    """While a recreated group comes back: why it was recreated, and its last log lines
+    (captured before the group's pods were deleted)."""
+    if recreated is None or not recreated.since_ready:
+        return ""
+    times = "time" if recreated.since_ready == 1 else "times"
+    last = f" (last: {recreated.last_cause})" if recreated.last_cause else ""
+    return (
+        f"; recreated {recreated.since_ready} {times} since it was last ready{last}"
+        + _log_excerpt(recreated)
+    )
 
 
 def _last_problem(workload: Workload, members: Sequence[PodView], evidence: Evidence) -> str:
