@@ -188,3 +188,52 @@ def test_a_forwarder_refusing_the_token_is_a_502_not_the_callers_401(
         upstream.close()
     assert response.status_code == 502
     assert "401" in response.json()["detail"]
+
+
+def canned(status: bytes, body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+DRAINING = canned(
+    b"503 Service Unavailable",
+    b'{"error":{"type":"draining","message":"this group is draining"}}',
+)
+ANSWER = canned(b"200 OK", b'{"request_id":"r","output":{"text":"hi","num_completion_tokens":1}}')
+
+
+@pytest.mark.parametrize("route", ["launch", "openai"])
+def test_a_request_refused_by_a_draining_group_goes_to_another_group(
+    client: TestClient, backend: FakeBackend, route: str
+) -> None:
+    """A draining forwarder refuses before it forwards anything, so the request is safe
+    to send again; the caller must not lose it to a scale-down, rollout or delete."""
+    draining, serving = CannedUpstream(DRAINING), CannedUpstream(ANSWER)
+    try:
+        backend.targets = lambda endpoint: [draining.url, serving.url]  # type: ignore[method-assign]
+        for _ in range(4):  # whichever group the router picks first
+            if route == "launch":
+                response = sync(client)
+            else:
+                body = {"model": "chat", "prompt": "hi", "max_tokens": 1}
+                response = client.post("/v2/completions", json=body)
+            assert response.status_code == 200, response.text
+        assert draining.heads and len(serving.heads) == 4
+    finally:
+        draining.close()
+        serving.close()
+
+
+def test_a_request_to_an_endpoint_whose_groups_all_drain_is_a_503_saying_so(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    draining = CannedUpstream(DRAINING)
+    try:
+        backend.targets = lambda endpoint: [draining.url]  # type: ignore[method-assign]
+        response = sync(client)
+    finally:
+        draining.close()
+    assert response.status_code == 503, response.text
+    assert "draining" in response.json()["detail"]

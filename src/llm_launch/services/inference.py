@@ -30,6 +30,8 @@ from llm_launch.store.repository import EndpointRepository
 CACHE_TTL_S = 0.5  # endpoint lookups are cached this long; ownership is still checked
 MAX_CACHED = 4096
 CONNECT_TIMEOUT_S = 2.0
+DRAIN_RETRIES = 3  # further tries after a draining group refused a request
+DRAIN_PAUSE_S = 0.05  # before trying a refused target again: doubled each time
 JSON_HEADERS = [(b"Content-Type", b"application/json")]
 
 
@@ -81,8 +83,8 @@ class InferenceRouter:
         self._cache[key] = (now, endpoint)
         return endpoint
 
-    def pick_target(self, endpoint: Endpoint) -> str:
-        targets = self.backend.targets(endpoint) if self.backend is not None else []
+    def pick_target(self, endpoint: Endpoint, among: list[str] | None = None) -> str:
+        targets = among or (self.backend.targets(endpoint) if self.backend is not None else [])
         if not targets:
             reason = f": {endpoint.status_reason}" if endpoint.status_reason else ""
             raise ServiceUnavailable(
@@ -90,6 +92,33 @@ class InferenceRouter:
                 f"{endpoint.status.value}{reason})"
             )
         return min(targets, key=lambda t: self._in_flight.get(t, 0))
+
+    async def send(self, endpoint: Endpoint, path: str, body: bytes) -> UpstreamReply:
+        """POST `body` to one of `endpoint`'s ready groups (the least busy).
+
+        A group that is draining (scale-down, rollout, delete) refuses with a 503 of type
+        `draining` before forwarding anything, so the request is safe to send again: it
+        goes to another group, or (one target, such as a Kubernetes Service, which routes
+        around the draining pod once its readiness fails) to the same one after a pause.
+        """
+        refused: set[str] = set()
+        for attempt in range(DRAIN_RETRIES + 1):
+            targets = self.backend.targets(endpoint) if self.backend is not None else []
+            fresh = [t for t in targets if t not in refused]
+            if not fresh and targets:
+                await asyncio.sleep(DRAIN_PAUSE_S * 2**attempt)
+            target = self.pick_target(endpoint, among=fresh or None)
+            reply = await self.post(endpoint, target, path, body)
+            if reply.status_code != 503:
+                return reply
+            content = await reply.read()
+            if b'"draining"' not in content:
+                return UpstreamReply(503, reply.content_type, _once(content))
+            refused.add(target)
+        raise ServiceUnavailable(
+            f"endpoint {endpoint.name!r} is draining: every group tried takes no new requests "
+            "(a scale-down, rollout or delete); retry"
+        )
 
     async def post(self, endpoint: Endpoint, target: str, path: str, body: bytes) -> UpstreamReply:
         """POST `body` (JSON) to `endpoint`'s forwarder at `target`, with the endpoint's
@@ -144,3 +173,7 @@ class InferenceRouter:
             pool = EnginePool(host, url.port or 80, connect_timeout=CONNECT_TIMEOUT_S)
             self._pools[target] = pool
         return pool
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    yield content

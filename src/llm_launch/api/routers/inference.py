@@ -95,11 +95,11 @@ async def _watched(request: Request, answer: Callable[[], Awaitable[Response]]) 
 
 
 async def _launch(request: Request, path: str, *, stream: bool) -> Response:
-    inference, endpoint, target, body = await _launch_call(request)
-    return await _relay(await inference.post(endpoint, target, path, body), stream=stream)
+    inference, endpoint, body = await _launch_call(request)
+    return await _relay(await inference.send(endpoint, path, body), stream=stream)
 
 
-async def _launch_call(request: Request) -> tuple[InferenceRouter, Endpoint, str, bytes]:
+async def _launch_call(request: Request) -> tuple[InferenceRouter, Endpoint, bytes]:
     owner = await current_owner(request)
     name = request.query_params.get("model_endpoint_name")
     if not name:
@@ -111,7 +111,8 @@ async def _launch_call(request: Request) -> tuple[InferenceRouter, Endpoint, str
         raise InvalidRequest([FieldError(e.field, e.message) for e in exc.errors]) from None
     inference: InferenceRouter = request.app.state.inference
     endpoint = await inference.endpoint(owner, name)
-    return inference, endpoint, inference.pick_target(endpoint), body
+    inference.pick_target(endpoint)  # 503 now, with the status, if no group is ready
+    return inference, endpoint, body
 
 
 async def _openai(request: Request, path: str) -> Response:
@@ -122,11 +123,11 @@ async def _openai(request: Request, path: str) -> Response:
         raise InvalidRequest([FieldError("model", "is required: the name of your endpoint")])
     inference: InferenceRouter = request.app.state.inference
     endpoint = await inference.endpoint(owner, name)
-    target = inference.pick_target(endpoint)
+    inference.pick_target(endpoint)  # 503 now, with the status, if no group is ready
     # The engine serves the model under its model name; clients address the endpoint.
     upstream = orjson.dumps({**body, "model": endpoint.spec.model_name})
     return await _relay(
-        await inference.post(endpoint, target, path, upstream), stream=bool(body.get("stream"))
+        await inference.send(endpoint, path, upstream), stream=bool(body.get("stream"))
     )
 
 
