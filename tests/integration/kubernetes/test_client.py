@@ -44,8 +44,23 @@ class TestRequests:
         await client.apply(SERVICE, "default", a_service())
         request = kube_api.writes("services")[-1]
         assert (request.method, request.content_type) == ("PATCH", "application/apply-patch+yaml")
-        assert request.query == {"fieldManager": "llm-launch", "force": "true"}
+        assert request.query == {
+            "fieldManager": "llm-launch",
+            "force": "true",
+            "fieldValidation": "Strict",
+        }
         assert request.authorization == f"Bearer {TOKEN}"
+
+    async def test_apply_refuses_a_field_the_server_does_not_know_instead_of_dropping_it(
+        self, client: KubeClient, kube_api: FakeKubeApi
+    ) -> None:
+        """With fieldValidation=Strict an unknown field (a CRD older than what we render,
+        a typo) is an error that names it, never a silently pruned setting."""
+        service = a_service()
+        service["spec"]["sessionAfinity"] = "None"
+        with pytest.raises(UpstreamFailed, match="sessionAfinity"):
+            await client.apply(SERVICE, "default", service)
+        assert kube_api.get("services", "llm-chat") is None
 
     async def test_reapplying_the_same_manifest_changes_nothing(self, client: KubeClient) -> None:
         first = await client.apply(SERVICE, "default", a_service())

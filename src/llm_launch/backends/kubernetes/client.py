@@ -159,9 +159,12 @@ class KubeClient:
         force: bool = True,
     ) -> Object:
         """Server-side apply of a manifest (by default `fieldManager=llm-launch`,
-        `force=true`; another manager and no force to hand a field over)."""
+        `force=true`; another manager and no force to hand a field over). Strict field
+        validation: a field the server does not know (an older CRD, a typo) is refused with
+        its name instead of silently pruned ("Kubernetes API field validation")."""
         name = obj["metadata"]["name"]
         query = [("fieldManager", manager)] + ([("force", "true")] if force else [])
+        query.append(("fieldValidation", "Strict"))
         data = await self._request(
             "PATCH",
             resource.path(namespace, name),
