@@ -13,29 +13,17 @@ import pytest
 from tests.builders import seed_body
 from tests.fakes.kube_api import FakeKubeApi, lws_pod, unschedulable
 from tests.support.deletes import wait_until_deleted
+from tests.support.kubernetes_server import serving_on_kubernetes
 from tests.support.local_groups import wait_for
-from tests.support.server import RunningServer
 from tests.unit.kubernetes import k8s_name
 
-KEY = "kube-key-0123456789abcdef"
 LWS = k8s_name("deepseek-r1")  # alice's
 
 
 @pytest.fixture
 def client(kube_api: FakeKubeApi, tmp_path: Path) -> Iterator[httpx.Client]:
-    kubeconfig = kube_api.write_kubeconfig(tmp_path / "kubeconfig")
-    env = {
-        "LLM_LAUNCH_API_KEYS": f"alice:{KEY}",
-        "LLM_LAUNCH_BACKEND": "kubernetes",
-        "LLM_LAUNCH_KUBERNETES_NAMESPACE": "default",
-        "KUBECONFIG": str(kubeconfig),
-    }
-    server = RunningServer(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, env).start()
-    try:
-        with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=60) as http:
-            yield http
-    finally:
-        server.stop()
+    with serving_on_kubernetes(kube_api, tmp_path) as http:
+        yield http
 
 
 def put_group(kube_api: FakeKubeApi, endpoint_id: str, **pod_args: object) -> None:
