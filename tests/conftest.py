@@ -1,14 +1,17 @@
-"""Shared fixtures: a real server per database (SQLite and PostgreSQL), and API keys."""
+"""Shared fixtures: a real server per database (SQLite and PostgreSQL), API keys, a store
+on a fresh SQLite file, and the fake Kubernetes API server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from llm_launch.store.database import open_database
+from llm_launch.store.repository import EndpointRepository
 from tests.fakes.kube_api import FakeKubeApi
 from tests.support.databases import fresh_postgres_database
 from tests.support.server import RunningServer
@@ -65,3 +68,12 @@ def kube_api() -> Iterator[FakeKubeApi]:
         yield api
     finally:
         api.stop()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EndpointRepository]:
+    engine = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        yield EndpointRepository(engine)
+    finally:
+        await engine.dispose()

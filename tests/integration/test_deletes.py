@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,7 +37,6 @@ from llm_launch.services.deletes import Backoff, Teardowns
 from llm_launch.services.endpoints import EndpointService
 from llm_launch.services.reconciler import Reconciler
 from llm_launch.settings import Settings
-from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
 from llm_launch.store.tables import EndpointRow, OperationRow
 from tests.builders import endpoint_body
@@ -167,15 +166,6 @@ def test_the_cli_delete_with_wait_returns_only_once_the_teardown_has_finished(
 
 
 # -- the use case and the reconciler, over a real store ----------------------------------
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EndpointRepository]:
-    engine = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        yield EndpointRepository(engine)
-    finally:
-        await engine.dispose()
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -14,20 +12,10 @@ from llm_launch.domain.errors import FieldError, InvalidRequest, UpstreamFailed
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.services.endpoints import EndpointService
 from llm_launch.services.reconciler import Reconciler
-from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
 from llm_launch.store.tables import EndpointRow
 from tests.builders import endpoint_body
 from tests.fakes.backend import FakeBackend
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EndpointRepository]:
-    engine = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        yield EndpointRepository(engine)
-    finally:
-        await engine.dispose()
 
 
 async def test_a_pending_endpoint_is_applied_and_its_observation_recorded(

@@ -4,30 +4,16 @@ other owners' endpoints, and an interrupted delete is finished at once after a r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import pytest
 
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.services.endpoints import EndpointService
 from llm_launch.services.reconciler import Reconciler
-from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
 from tests.builders import endpoint_body
 from tests.fakes.backend import FakeBackend
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EndpointRepository]:
-    engine = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    try:
-        yield EndpointRepository(engine)
-    finally:
-        await engine.dispose()
 
 
 @dataclass
