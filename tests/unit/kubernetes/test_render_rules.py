@@ -244,6 +244,14 @@ class TestVolumes:
             ]
         assert "volumeMounts" not in containers(leader(obj))["forwarder"]
 
+    def test_a_failed_engine_leaves_its_last_log_lines_as_its_termination_message(
+        self,
+    ) -> None:
+        obj = lws()
+        for template in (leader(obj), worker(obj)):
+            engine = containers(template)["engine"]
+            assert engine["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
     def test_shm_is_capped_at_the_endpoints_memory(self) -> None:
         pod = deployment(single_node_vllm(memory="16Gi"), shm_size="64Gi")["spec"]["template"]
         (shm,) = [v for v in pod["spec"]["volumes"] if v["name"] == "dshm"]

@@ -118,6 +118,10 @@ def container(plan: ContainerPlan, ctx: PodContext) -> Manifest:
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
             _weights_mount(ctx),
         ]
+        # The kubelet keeps the tail of a failed engine's log as its termination message
+        # (Pod API, "Customizing the termination message"): the status still has it when
+        # LWS deletes the group before the backend could fetch the log.
+        result["terminationMessagePolicy"] = "FallbackToLogsOnError"
     for probe in plan.probes:
         result[_PROBE_FIELDS[probe.kind]] = http_probe(probe)
     if plan.pre_stop:
