@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner, Result
 
 import llm_launch.cli
+import llm_launch.cli.endpoints
 from llm_launch.api.app import create_app
 from llm_launch.client import LaunchClient
 from llm_launch.config.api_keys import parse_api_keys
@@ -139,7 +140,7 @@ def test_the_cli_delete_with_wait_returns_only_once_the_teardown_has_finished(
         def __exit__(self, *_: object) -> None:
             pass  # the app's client outlives each command
 
-    monkeypatch.setattr(llm_launch.cli, "LaunchClient", InApp)
+    monkeypatch.setattr(llm_launch.cli.endpoints, "LaunchClient", InApp)
     assert backend.teardown_gate is not None
     torn_down_when_done: list[str] = []
     results: list[Result] = []

@@ -1,0 +1,107 @@
+"""`llm-launch plan` and `llm-launch render`: what a create request becomes (the launch
+plan as JSON, the Kubernetes objects as YAML), without a server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from llm_launch.cli.base import (
+    WEIGHTS_VOLUME_HELP,
+    app,
+    explained,
+    fail,
+    parse_weights_volume,
+    read_body,
+)
+from llm_launch.config.loader import load_hardware_catalog
+
+BodyFile = Annotated[Path, typer.Option("-f", "--file", help="Create-request body (JSON).")]
+IpFamilyOption = Annotated[str, typer.Option(help="auto, ipv4 or ipv6")]
+SocketIfnameOption = Annotated[str, typer.Option(help="NCCL/Gloo network interface")]
+ClusterDomainOption = Annotated[str | None, typer.Option(help="appended to the leader's name")]
+CatalogOption = Annotated[Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG")]
+
+
+def _plan_options(ip_family: str, socket_ifname: str, cluster_domain: str | None) -> Any:
+    from llm_launch.engines.options import PlanOptions
+    from llm_launch.engines.plan import IpFamily
+
+    return PlanOptions(
+        ip_family=IpFamily(ip_family), socket_ifname=socket_ifname, cluster_domain=cluster_domain
+    )
+
+
+@app.command()
+def plan(
+    file: BodyFile,
+    ip_family: IpFamilyOption = "auto",
+    socket_ifname: SocketIfnameOption = "eth0",
+    cluster_domain: ClusterDomainOption = None,
+    hardware_catalog: CatalogOption = None,
+) -> None:
+    """Print the launch plan of a create request (roles, commands, env, ports) as JSON."""
+    from llm_launch.domain.spec import build_spec
+    from llm_launch.engines.planner import plan_launch
+
+    with explained():
+        spec = build_spec(read_body(file), load_hardware_catalog(hardware_catalog))
+        launch_plan = plan_launch(spec, _plan_options(ip_family, socket_ifname, cluster_domain))
+    typer.echo(json.dumps(launch_plan.to_dict(), indent=2))
+
+
+@app.command()
+def render(
+    file: BodyFile,
+    namespace: Annotated[str, typer.Option(help="namespace of the objects")] = "default",
+    owner: Annotated[str, typer.Option(help="owner label of the objects")] = "local",
+    endpoint_id: Annotated[
+        str | None, typer.Option(help="endpoint id label; default: derived from owner and name")
+    ] = None,
+    ip_family: IpFamilyOption = "auto",
+    socket_ifname: SocketIfnameOption = "eth0",
+    cluster_domain: ClusterDomainOption = None,
+    image_repository: Annotated[
+        str | None, typer.Option(help="engine image repository (default: ours for the framework)")
+    ] = None,
+    weights_volume: Annotated[str, typer.Option(help=WEIGHTS_VOLUME_HELP)] = "emptyDir",
+    hardware_catalog: CatalogOption = None,
+) -> None:
+    """Print the Kubernetes objects of a create request as multi-document YAML."""
+    from llm_launch.backends.kubernetes.config import DEFAULT_IMAGE_REPOSITORIES, KubernetesConfig
+    from llm_launch.backends.kubernetes.render import (
+        EndpointIdentity,
+        derived_endpoint_id,
+        render_spec,
+        to_yaml,
+        token_secret_notice,
+    )
+    from llm_launch.domain.names import label_value_problem
+    from llm_launch.domain.spec import build_spec
+
+    for option, value in (("--owner", owner), ("--endpoint-id", endpoint_id or "")):
+        if label_value_problem(value):
+            raise fail(f"{option}: {label_value_problem(value)}")
+    with explained():
+        catalog = load_hardware_catalog(hardware_catalog)
+        spec = build_spec(read_body(file), catalog)
+        repositories = dict(DEFAULT_IMAGE_REPOSITORIES)
+        if image_repository:
+            repositories[spec.inference_framework] = image_repository
+        config = KubernetesConfig(
+            namespace=namespace,
+            image_repositories=repositories,
+            catalog=catalog,
+            plan_options=_plan_options(ip_family, socket_ifname, cluster_domain),
+            weights_volume=parse_weights_volume(weights_volume),
+        )
+        identity = EndpointIdentity(
+            name=spec.name,
+            endpoint_id=endpoint_id or derived_endpoint_id(owner, spec.name),
+            owner=owner,
+        )
+        objects = render_spec(spec, config, identity)
+    typer.echo(token_secret_notice(spec, config, identity) + to_yaml(objects), nl=False)

@@ -1,0 +1,305 @@
+"""`llm-launch serve`: read the settings (flags, then LLM_LAUNCH_* variables, then
+defaults), refuse what cannot work with one clear line, and run the API server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from llm_launch.backends.local.environment import parse_pass_env, pass_env_errors
+from llm_launch.cli.base import WEIGHTS_VOLUME_HELP, app, errors, fail, parse_weights_volume
+from llm_launch.config.api_keys import ApiKeyConfigError, ApiKeys, load_api_keys
+from llm_launch.config.loader import CatalogError, load_hardware_catalog
+from llm_launch.config.quotas import DEFAULT_QUOTA, QuotaBook, QuotaConfigError, parse_limit
+from llm_launch.domain.checkpoints import parse_checkpoint_roots
+from llm_launch.domain.hardware import HardwareCatalog
+from llm_launch.domain.quotas import Quota
+from llm_launch.http_timeouts import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    header_timeout_protocol,
+)
+from llm_launch.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_data_dir, is_loopback
+from llm_launch.store.database import default_sqlite_url
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(envvar="LLM_LAUNCH_HOST", help="Address to bind.")
+    ] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(envvar="LLM_LAUNCH_PORT")] = DEFAULT_PORT,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="LLM_LAUNCH_DATABASE_URL", help="sqlite:///PATH or postgresql://..."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="LLM_LAUNCH_DATA_DIR", help="Where the default SQLite file lives."),
+    ] = None,
+    api_keys_file: Annotated[
+        Path | None,
+        typer.Option(envvar="LLM_LAUNCH_API_KEYS_FILE", help="File of OWNER:KEY lines."),
+    ] = None,
+    hardware_catalog: Annotated[
+        Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG", help="GPU types YAML.")
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_BACKEND", help="local (processes here), kubernetes, or none"
+        ),
+    ] = "local",
+    kubernetes_namespace: Annotated[
+        str, typer.Option(envvar="LLM_LAUNCH_KUBERNETES_NAMESPACE", help="where endpoints run")
+    ] = "default",
+    kubernetes_control_plane_id: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_KUBERNETES_CONTROL_PLANE_ID",
+            help="unique per installation sharing a namespace (GC keeps to its own)",
+        ),
+    ] = "default",
+    kubernetes_weights_volume: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_KUBERNETES_WEIGHTS_VOLUME",
+            help=WEIGHTS_VOLUME_HELP,
+        ),
+    ] = "emptyDir",
+    kubeconfig: Annotated[
+        str | None, typer.Option(envvar="KUBECONFIG", help="default: in-cluster or ~/.kube/config")
+    ] = None,
+    engine_mode: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_ENGINE_MODE",
+            help="local backend: auto (real engine only with a GPU and the engine installed), "
+            "simulated or real",
+        ),
+    ] = "auto",
+    local_ports: Annotated[
+        str,
+        typer.Option(envvar="LLM_LAUNCH_LOCAL_PORTS", help="local backend: FIRST-LAST port range"),
+    ] = "20000-29999",
+    inference_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LLM_LAUNCH_INFERENCE_TIMEOUT_S",
+            help="seconds to wait for an answer to start, or between streamed chunks (504 after)",
+        ),
+    ] = 600.0,
+    max_request_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="LLM_LAUNCH_MAX_REQUEST_BYTES",
+            min=1,
+            help="largest request body accepted; a larger one is a 413 and is not read",
+        ),
+    ] = 1024 * 1024,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LLM_LAUNCH_HEADER_TIMEOUT_S",
+            min=0.1,
+            help="seconds a client has to send a request's line and headers (from connecting, "
+            "or from the first byte of a further request; the connection is closed after), "
+            "and the longest pause while its body arrives (408 after)",
+        ),
+    ] = DEFAULT_HEADER_TIMEOUT_S,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(
+            envvar="LLM_LAUNCH_KEEP_ALIVE_TIMEOUT_S",
+            min=1,
+            help="seconds an idle kept-alive connection stays open",
+        ),
+    ] = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    quota_max_endpoints: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_QUOTA_MAX_ENDPOINTS",
+            help="endpoints per owner (a number or 'unlimited'); max_endpoints=N after a key "
+            "overrides it",
+        ),
+    ] = str(DEFAULT_QUOTA.max_endpoints),
+    quota_max_groups: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_QUOTA_MAX_GROUPS",
+            help="replica groups per owner, counting max_workers of each endpoint",
+        ),
+    ] = str(DEFAULT_QUOTA.max_groups),
+    quota_max_gpus: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_QUOTA_MAX_GPUS",
+            help="GPUs per owner (gpus x nodes_per_worker x max_workers of each endpoint)",
+        ),
+    ] = "unlimited",
+    checkpoint_roots: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_CHECKPOINT_ROOTS",
+            help="DIR[,DIR]: local checkpoints (file://, absolute paths) must be under one; "
+            "none by default, refusing them",
+        ),
+    ] = "",
+    local_max_processes: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LLM_LAUNCH_LOCAL_MAX_PROCESSES",
+            help="local backend: processes all groups may run at once (default: 8 per CPU, "
+            "at least 16); groups beyond it wait for capacity",
+        ),
+    ] = None,
+    pass_env: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_PASS_ENV",
+            help="local backend: NAME[,PREFIX*] of this server's variables its processes also "
+            "get (e.g. AWS_*,HF_TOKEN); they get only an allow-list otherwise",
+        ),
+    ] = "",
+    hang_restart_s: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LLM_LAUNCH_HANG_RESTART_S",
+            min=1,
+            help="seconds a ready leader may fail its generation check before its group is "
+            "recreated (default 30; Kubernetes: the engine's livenessProbe)",
+        ),
+    ] = None,
+    drain_grace_s: Annotated[
+        int | None,
+        typer.Option(
+            envvar="LLM_LAUNCH_DRAIN_GRACE_S",
+            min=0,
+            help="seconds in-flight requests get to finish when a group leaves (scale-down, "
+            "rollout, delete) before its engine stops (default 90; Kubernetes: preStop hooks)",
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the API server (SQLite in the user data directory unless a database URL is given)."""
+    from llm_launch.api.app import create_app
+
+    keys, catalog, quotas, roots = _access_settings(
+        api_keys_file,
+        hardware_catalog,
+        (quota_max_endpoints, quota_max_groups, quota_max_gpus),
+        checkpoint_roots,
+    )
+    if not keys.enabled and not is_loopback(host):
+        raise fail(
+            f"refusing to bind {host}: no API keys are configured, so anyone who can reach "
+            "it would control every endpoint. Set LLM_LAUNCH_API_KEYS or --api-keys-file, "
+            "or bind 127.0.0.1."
+        )
+    ports, passed = _backend_settings(
+        backend, kubernetes_weights_volume, engine_mode, local_ports, pass_env, local_max_processes
+    )
+    # Everything the server and its processes create (database, logs, records, weights)
+    # is private to its user: folders 0700, files 0600.
+    os.umask(0o077)
+    data_dir = data_dir or default_data_dir()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings = Settings(
+        database_url=database_url or default_sqlite_url(data_dir),
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        api_keys=keys,
+        catalog=catalog,
+        quotas=quotas,
+        checkpoint_roots=roots,
+        backend=backend,
+        engine_mode=engine_mode,
+        kubernetes_namespace=kubernetes_namespace,
+        kubernetes_control_plane_id=kubernetes_control_plane_id,
+        kubernetes_weights_volume=kubernetes_weights_volume,
+        kubeconfig=kubeconfig,
+        inference_timeout_s=inference_timeout,
+        max_request_bytes=max_request_bytes,
+        header_timeout_s=header_timeout,
+        keep_alive_timeout_s=keep_alive_timeout,
+        local_ports=ports,
+        local_max_processes=local_max_processes,
+        pass_env=passed,
+        hang_restart_s=hang_restart_s,
+        drain_grace_s=drain_grace_s,
+    )
+    mode = (
+        f"{len(keys.owners)} owner(s) with API keys"
+        if keys.enabled
+        else "single local owner, no API keys"
+    )
+    errors.print(f"llm-launch serving on http://{host}:{port} ({mode})", highlight=False)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=header_timeout_protocol(settings.header_timeout_s),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+    )
+
+
+def _access_settings(
+    api_keys_file: Path | None,
+    hardware_catalog: Path | None,
+    quota_limits: tuple[str, str, str],
+    checkpoint_roots: str,
+) -> tuple[ApiKeys, HardwareCatalog, QuotaBook, tuple[PurePosixPath, ...]]:
+    """Keys (with their owners' quotas), the hardware catalog, the quotas and the
+    checkpoint roots; a bad one stops `serve` with one line (never a key)."""
+    max_endpoints, max_groups, max_gpus = quota_limits
+    try:
+        keys = load_api_keys(api_keys_file, os.environ.get("LLM_LAUNCH_API_KEYS"))
+        catalog = load_hardware_catalog(hardware_catalog)
+        quotas = QuotaBook(
+            Quota(
+                max_endpoints=parse_limit(max_endpoints, "--quota-max-endpoints"),
+                max_groups=parse_limit(max_groups, "--quota-max-groups"),
+                max_gpus=parse_limit(max_gpus, "--quota-max-gpus"),
+            ),
+            keys.quota_overrides,
+        )
+        roots = parse_checkpoint_roots(checkpoint_roots)
+    except (ApiKeyConfigError, CatalogError, QuotaConfigError) as exc:
+        raise fail(str(exc)) from exc
+    except ValueError as exc:
+        raise fail(f"--checkpoint-roots: {exc}") from exc
+    return keys, catalog, quotas, roots
+
+
+def _backend_settings(
+    backend: str,
+    kubernetes_weights_volume: str,
+    engine_mode: str,
+    local_ports: str,
+    pass_env: str,
+    local_max_processes: int | None,
+) -> tuple[tuple[int, int], tuple[str, ...]]:
+    """The backend's options, checked: the local port range and the names to pass on."""
+    if backend not in ("local", "kubernetes", "none"):
+        raise fail(f"--backend must be local, kubernetes or none (got {backend!r})")
+    try:
+        parse_weights_volume(kubernetes_weights_volume)
+    except ValueError as exc:
+        raise fail(f"--kubernetes-weights-volume: {exc}") from exc
+    if engine_mode not in ("auto", "simulated", "real"):
+        raise fail(f"--engine-mode must be auto, simulated or real (got {engine_mode!r})")
+    first, _, last = local_ports.partition("-")
+    if not (first.isdigit() and last.isdigit() and 1024 <= int(first) <= int(last) <= 65535):
+        raise fail(f"--local-ports must be FIRST-LAST within 1024-65535 (got {local_ports!r})")
+    passed = parse_pass_env(pass_env)
+    if refused := pass_env_errors(passed):
+        raise fail(f"--pass-env: {'; '.join(refused)}")
+    if local_max_processes is not None and local_max_processes < 1:
+        raise fail(f"--local-max-processes must be at least 1 (got {local_max_processes})")
+    return (int(first), int(last)), passed
