@@ -21,7 +21,7 @@ def endpoint_body(**overrides: Any) -> dict[str, Any]:
         "model_name": "llama-3-8b-instruct",
         "endpoint_type": "streaming",
         "inference_framework": "vllm",
-        "inference_framework_image_tag": "v0.11.0",
+        "inference_framework_image_tag": "v0.31.0",
         "cpus": 8,
         "memory": "32Gi",
         "storage": "100Gi",

@@ -23,7 +23,7 @@ class TestCreate:
         endpoint = alice.get(f"/v1/llm/model-endpoints/{name}").json()
         assert endpoint["name"] == name
         assert endpoint["inference_framework"] == "sglang"
-        assert endpoint["inference_framework_image_tag"] == "multinode-latest-2"
+        assert endpoint["inference_framework_image_tag"] == "v0.5.21"
         assert endpoint["num_shards"] == 8
         # checkpoint_path was given only in metadata._llm; it is adopted, not dropped.
         assert endpoint["checkpoint_path"] == (

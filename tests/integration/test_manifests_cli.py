@@ -51,7 +51,7 @@ def test_the_ip_family_and_image_repository_options_reach_the_objects(tmp_path: 
     assert service["spec"]["ipFamilies"] == ["IPv6"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == "registry.example.com/vllm:v0.11.0"
+    assert image == "registry.example.com/vllm:v0.31.0"
 
 
 def test_an_invalid_body_is_refused_with_the_field_named(tmp_path: Path) -> None:

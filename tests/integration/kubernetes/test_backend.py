@@ -192,7 +192,7 @@ class TestObservedStatus:
         endpoint = multinode()
         await backend.apply(endpoint)
         controller_reports(kube_api, ready=0)
-        image = "ghcr.io/llm-launch/sglang:multinode-latest-2"
+        image = "ghcr.io/llm-launch/sglang:v0.5.21"
         pulling = [
             waiting("engine", "ImagePullBackOff", f'Back-off pulling image "{image}"', image=image)
         ]

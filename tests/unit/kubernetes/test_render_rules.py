@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llm_launch.backends.kubernetes.config import KubernetesConfigError
+from llm_launch.backends.kubernetes.config import KubernetesConfigError, PriorityClasses
 from llm_launch.backends.kubernetes.render import (
     LABEL_ENDPOINT,
     LABEL_ENDPOINT_ID,
@@ -252,10 +252,16 @@ class TestVolumes:
             engine = containers(template)["engine"]
             assert engine["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
-    def test_shm_is_capped_at_the_endpoints_memory(self) -> None:
-        pod = deployment(single_node_vllm(memory="16Gi"), shm_size="64Gi")["spec"]["template"]
-        (shm,) = [v for v in pod["spec"]["volumes"] if v["name"] == "dshm"]
-        assert shm["emptyDir"]["sizeLimit"] == "16Gi"
+    def test_shm_is_capped_at_half_the_endpoints_memory_unless_configured(self) -> None:
+        def shm(**config: Any) -> str:
+            body = single_node_vllm(memory="16Gi")
+            pod = deployment(body, shm_size="64Gi", **config)["spec"]["template"]
+            (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "dshm"]
+            return str(volume["emptyDir"]["sizeLimit"])
+
+        assert shm() == "8Gi"
+        assert shm(shm_memory_fraction=1.0) == "16Gi"
+        assert shm(shm_memory_fraction=0.3) == "4915Mi"
 
 
 class TestImagesAndPorts:
@@ -263,7 +269,37 @@ class TestImagesAndPorts:
         obj = lws(image_repositories={"sglang": "registry.example.com/llm/sglang"})
         for template in (leader(obj), worker(obj)):
             for container in template["spec"]["containers"]:
-                assert container["image"] == "registry.example.com/llm/sglang:multinode-latest-2"
+                assert container["image"] == "registry.example.com/llm/sglang:v0.5.21"
+
+    def test_an_endpoint_tag_is_mapped_through_the_installations_tags_or_digests(
+        self,
+    ) -> None:
+        digest = "sha256:" + "a" * 64
+        obj = lws(image_tags={"sglang": {"v0.5.21": digest}, "vllm": {"v0.31.0": "v0.31.0"}})
+        assert containers(leader(obj))["engine"]["image"] == f"ghcr.io/llm-launch/sglang@{digest}"
+        aliased = lws(image_tags={"sglang": {"v0.5.21": "v0.5.21-cu129"}, "vllm": {"x": "x"}})
+        assert containers(worker(aliased))["engine"]["image"].endswith("sglang:v0.5.21-cu129")
+
+    def test_a_tag_the_installation_does_not_offer_is_refused_naming_the_offered_ones(
+        self,
+    ) -> None:
+        body = seed_body(inference_framework_image_tag="multinode-latest-2")
+        body["metadata"]["_llm"]["inference_framework_image_tag"] = "multinode-latest-2"
+        spec = build_spec(body, CATALOG)
+        (error,) = check_supported(spec, a_config())
+        assert error.field == "inference_framework_image_tag"
+        assert "'multinode-latest-2'" in error.message and "v0.5.21" in error.message
+
+    def test_high_priority_endpoints_get_the_high_priority_class_and_others_the_default(
+        self,
+    ) -> None:
+        classes = PriorityClasses(high="llm-high", default="llm-default")
+        high = lws(priority_classes=classes)
+        for template in (leader(high), worker(high)):
+            assert template["spec"]["priorityClassName"] == "llm-high"
+        normal = deployment(single_node_vllm(), priority_classes=classes)
+        assert normal["spec"]["template"]["spec"]["priorityClassName"] == "llm-default"
+        assert "priorityClassName" not in leader(lws())["spec"]
 
     def test_a_framework_without_an_image_is_refused(self) -> None:
         errors = check_supported(build_spec(seed_body(), CATALOG), a_config(image_repositories={}))
@@ -418,6 +454,7 @@ class TestAutoscaling:
         assert [o["kind"] for o in rendered(seed_body())] == [
             "Secret",
             "LeaderWorkerSet",
+            "NetworkPolicy",
             "Service",
         ]
 
@@ -451,6 +488,7 @@ class TestNamesAndLabels:
         assert [o["metadata"]["name"] for o in objects] == [
             "llm-deepseek-r1-l5oyco-token",
             "llm-deepseek-r1-l5oyco",
+            "llm-deepseek-r1-l5oyco",  # the NetworkPolicy
             "llm-deepseek-r1-l5oyco-leader",
             "llm-deepseek-r1-l5oyco",
         ]

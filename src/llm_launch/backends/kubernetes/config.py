@@ -22,8 +22,10 @@ from llm_launch.engines.options import PlanOptions
 
 __all__ = [
     "DEFAULT_IMAGE_REPOSITORIES",
+    "DEFAULT_IMAGE_TAGS",
     "KubernetesConfig",
     "KubernetesConfigError",
+    "PriorityClasses",
     "WeightsVolume",
 ]
 
@@ -34,9 +36,24 @@ DEFAULT_IMAGE_REPOSITORIES: Mapping[str, str] = {
     "sglang": "ghcr.io/llm-launch/sglang",
     "vllm": "ghcr.io/llm-launch/vllm",
 }
+# The image tags each framework offers: the endpoint's `inference_framework_image_tag` ->
+# the tag (or `sha256:` digest) pulled from its repository. An endpoint asking for a tag
+# not listed is refused (422). The defaults are the tags deploy/images/README.md builds
+# (the pinned upstream engine version); an installation lists its own, and may map the
+# names its clients send (Launch's `multinode-latest-2`, say) onto them. A digest pins
+# the image's content; a tag can be moved ("Images", Image names:
+# https://kubernetes.io/docs/concepts/containers/images/).
+DEFAULT_IMAGE_TAGS: Mapping[str, Mapping[str, str]] = {
+    "sglang": {"v0.5.21": "v0.5.21"},
+    "vllm": {"v0.31.0": "v0.31.0"},
+}
 
 RESTART_POLICIES = ("RecreateGroupOnPodRestart", "RecreateGroupAfterStart", "None")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+# OCI distribution spec: a tag is [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}; a digest is
+# ALGORITHM:HEX, sha256 being the one registries use.
+_IMAGE_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
 # PersistentVolumeClaim names are DNS-1123 subdomains ("Object Names and IDs",
 # https://kubernetes.io/docs/concepts/overview/working-with-objects/names/).
@@ -107,6 +124,19 @@ class WeightsVolume:
 
 
 @dataclass(frozen=True)
+class PriorityClasses:
+    """The `priorityClassName` of an endpoint's pods: Launch's `high_priority: true` gets
+    `high`, every other endpoint `default`; None leaves the field out, so the cluster's
+    globalDefault class (or priority 0) applies. The classes are cluster objects the
+    platform team creates ("Pod Priority and Preemption",
+    https://kubernetes.io/docs/concepts/configuration/pod-priority-preemption/); a pod
+    naming one that does not exist is refused by the Priority admission plugin."""
+
+    high: str | None = None
+    default: str | None = None
+
+
+@dataclass(frozen=True)
 class KubernetesConfig:
     namespace: str = "default"
     # Tells this installation's objects from another's in a shared namespace.
@@ -114,6 +144,11 @@ class KubernetesConfig:
     image_repositories: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_IMAGE_REPOSITORIES)
     )
+    # Framework -> endpoint tag -> image tag or digest (DEFAULT_IMAGE_TAGS).
+    image_tags: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_IMAGE_TAGS.items()}
+    )
+    # One policy for leaders and workers alike, so every pod of a group runs one build.
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: tuple[str, ...] = ()
     service_account: str | None = None
@@ -132,6 +167,13 @@ class KubernetesConfig:
     # Memory-backed /dev/shm for NCCL and the engines' shared memory; capped at the
     # endpoint's memory, which it counts against.
     shm_size: str = "64Gi"
+    # ... and at most this fraction of the endpoint's memory: a memory-backed emptyDir is
+    # usable up to the smaller of its sizeLimit and the pod's memory limits, and what it
+    # holds counts as the containers' memory (https://kubernetes.io/docs/concepts/storage/
+    # volumes/#emptydir), so a full /dev/shm must leave the engine room. 0.5 is the
+    # Linux tmpfs default (half the RAM).
+    shm_memory_fraction: float = 0.5
+    priority_classes: PriorityClasses = field(default_factory=PriorityClasses)
     # The forwarder's own resources, in addition to the endpoint's (which go to the engine).
     forwarder_cpu: str = "1"
     forwarder_memory: str = "1Gi"
@@ -168,12 +210,40 @@ def _problems(c: KubernetesConfig) -> list[str]:
     for name in ("shm_size", "forwarder_cpu", "forwarder_memory"):
         if not is_quantity(getattr(c, name)):
             problems.append(f"{name} must be a Kubernetes quantity (got {getattr(c, name)!r})")
+    if not 0 < c.shm_memory_fraction <= 1:
+        problems.append(f"shm_memory_fraction must be in (0, 1] (got {c.shm_memory_fraction})")
+    problems += _image_problems(c)
+    classes = c.priority_classes
+    for kind, class_name in (("high", classes.high), ("default", classes.default)):
+        if class_name is not None and (
+            len(class_name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(class_name)
+        ):
+            problems.append(f"priority_classes.{kind} {class_name!r} is not a PriorityClass name")
     if not 1 <= c.service_port <= 65535:
         problems.append(f"service_port must be 1-65535 (got {c.service_port})")
     if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", c.autoscaling_metric):
         problems.append(f"autoscaling_metric {c.autoscaling_metric!r} is not a metric name")
     if c.termination_grace_period_s < 0:
         problems.append("termination_grace_period_s must be >= 0")
+    return problems
+
+
+def _image_problems(c: KubernetesConfig) -> list[str]:
+    problems = []
+    for framework, tags in c.image_tags.items():
+        if not tags:
+            problems.append(f"image_tags.{framework}: offers no tag")
+        for tag, pulled in tags.items():
+            if not _IMAGE_TAG.fullmatch(tag):
+                problems.append(f"image_tags.{framework}: {tag!r} is not an image tag")
+            if not (_IMAGE_TAG.fullmatch(pulled) or _DIGEST.fullmatch(pulled)):
+                problems.append(
+                    f"image_tags.{framework}.{tag}: {pulled!r} is neither an image tag nor "
+                    "a digest (sha256: and 64 hex digits)"
+                )
+    for framework in c.image_repositories:
+        if framework not in c.image_tags:
+            problems.append(f"image_tags: no tags for {framework!r}, which has a repository")
     return problems
 
 

@@ -191,6 +191,17 @@ def check_supported(spec: EndpointSpec, config: KubernetesConfig) -> list[FieldE
                 f"no engine image is configured for {spec.inference_framework!r}",
             )
         )
+    elif spec.inference_framework_image_tag not in config.image_tags.get(
+        spec.inference_framework, {}
+    ):
+        offered = config.image_tags.get(spec.inference_framework, {})
+        errors.append(
+            FieldError(
+                "inference_framework_image_tag",
+                f"{spec.inference_framework_image_tag!r} is not an image tag this installation "
+                f"offers for {spec.inference_framework}; one of {', '.join(sorted(offered))}",
+            )
+        )
     return errors
 
 

@@ -8,6 +8,7 @@ the endpoint's GPU type. Pure: plain dicts in Kubernetes' JSON shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from llm_launch.backends.kubernetes.config import KubernetesConfig
@@ -89,6 +90,8 @@ def _pod_spec(role: RolePlan, ctx: PodContext) -> Manifest:
     }
     if config.service_account:
         spec["serviceAccountName"] = config.service_account
+    if priority_class := _priority_class(ctx):
+        spec["priorityClassName"] = priority_class
     if config.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": name} for name in config.image_pull_secrets]
     if ctx.gpu is not None and ctx.gpu.node_selector:
@@ -133,9 +136,19 @@ def container(plan: ContainerPlan, ctx: PodContext) -> Manifest:
 
 
 def image(spec: EndpointSpec, config: KubernetesConfig) -> str:
-    """Our engine image for the endpoint's framework, at the endpoint's tag."""
+    """Our engine image for the endpoint's framework, at the tag or digest the installation
+    maps the endpoint's tag to (`KubernetesConfig.image_tags`; `check_supported` refused a
+    tag it does not offer). A digest is written `repository@sha256:...` ("Images", Image
+    names: https://kubernetes.io/docs/concepts/containers/images/)."""
     repository = config.image_repositories[spec.inference_framework]
-    return f"{repository}:{spec.inference_framework_image_tag}"
+    pulled = config.image_tags[spec.inference_framework][spec.inference_framework_image_tag]
+    return f"{repository}@{pulled}" if pulled.startswith("sha256:") else f"{repository}:{pulled}"
+
+
+def _priority_class(ctx: PodContext) -> str | None:
+    """Launch's `high_priority` picks the configured class (None: no priorityClassName)."""
+    classes = ctx.config.priority_classes
+    return classes.high if ctx.spec.high_priority else classes.default
 
 
 def http_probe(probe: Probe) -> Manifest:
@@ -236,9 +249,14 @@ def _weights_mount(ctx: PodContext) -> Manifest:
 
 
 def _shm_size(ctx: PodContext) -> str:
-    """The configured /dev/shm size, or the endpoint's memory if that is smaller."""
-    configured, memory = ctx.config.shm_size, ctx.spec.memory
-    return memory if parse_quantity(memory) < parse_quantity(configured) else configured
+    """The configured /dev/shm size, or `shm_memory_fraction` of the endpoint's memory if
+    that is smaller (in whole Mi, rounded down, written in Gi when it divides)."""
+    configured = ctx.config.shm_size
+    cap = parse_quantity(ctx.spec.memory) * Decimal(str(ctx.config.shm_memory_fraction))
+    if cap >= parse_quantity(configured):
+        return configured
+    mebibytes = max(1, int(cap // 2**20))
+    return f"{mebibytes // 1024}Gi" if mebibytes % 1024 == 0 else f"{mebibytes}Mi"
 
 
 def _toleration(t: Toleration) -> Manifest:
