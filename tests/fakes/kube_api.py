@@ -49,7 +49,9 @@ controller, manager `kube-controller-manager` unless given, e.g. pods built with
 `fail_next` (answer the next matching request with an error, e.g. 422 Invalid with causes),
 `hold`/`release` (a finalizer that keeps a deleted object around), `end_watches`,
 `expire_watches` (forget history and end every stream), `uninstalled` (kinds answered 404,
-like a CRD that is not installed), `requests` (what the client sent). Builders (`pod`,
+like a CRD that is not installed), `requests` (what the client sent), `accesses`
+(the group, resource, verb and name RBAC would be asked about, `kube/access.py`), `crds`
+(the cluster-scoped CustomResourceDefinitions served, `kube/crds.py`). Builders (`pod`,
 `lws_pod`, `running`, `waiting`, `unschedulable`, `event`) are in `kube/builders.py`.
 """
 
@@ -68,7 +70,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from tests.fakes.kube import writes
+from tests.fakes.kube import crds, writes
+from tests.fakes.kube.access import Access, verb_of
 from tests.fakes.kube.background import Background
 from tests.fakes.kube.builders import event, lws_pod, now, pod, running, unschedulable, waiting
 from tests.fakes.kube.http import (
@@ -145,6 +148,8 @@ class FakeKubeApi(Background, ScaleRequests):
         self._server.api = self  # type: ignore[attr-defined]
         self._threads: list[threading.Thread] = []
         self.uninstalled: set[str] = set()  # plurals answered 404, like a missing CRD
+        self.crds = crds.Crds()  # cluster-scoped CustomResourceDefinitions (kube/crds.py)
+        self.accesses: list[Access] = []  # what RBAC would authorize (kube/access.py)
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -352,6 +357,13 @@ class FakeKubeApi(Background, ScaleRequests):
         )
         request.user_agent = handler.headers.get("User-Agent", "")
         self.requests.append(request)
+        if url.path.startswith(crds.PREFIX):
+            return self._crd(handler, method, url.path)
+        if match:
+            group = match["gv"].split("/")[0] if match["gv"] else ""
+            resource = plural + (f"/{match['sub']}" if match["sub"] else "")
+            verb = verb_of(method, bool(match["name"]), query.get("watch") in ("true", "1"))
+            self.accesses.append(Access(group, resource, verb, match["name"] or ""))
         try:
             if (
                 not match
@@ -467,6 +479,9 @@ class FakeKubeApi(Background, ScaleRequests):
                 raise HttpError(status(422, "Invalid", message))
             force = request.query.get("force") == "true"
             stored = self._store(plural, live, writes.apply(write, live, request.body, force=force))
+            if live is None:  # the patch handler also authorizes `create` (kube/access.py)
+                group = RESOURCES[plural][0].rpartition("/")[0]
+                self.accesses.append(Access(group, plural, "create", name))
             return (201 if live is None else 200), stored
         if request.content_type not in (
             "application/merge-patch+json",
@@ -506,6 +521,16 @@ class FakeKubeApi(Background, ScaleRequests):
         lines = (text or "").splitlines(keepends=True)
         tail = int(query.get("tailLines") or len(lines) or 1)
         return "".join(lines[-tail:])
+
+    def _crd(self, handler: BaseHTTPRequestHandler, method: str, path: str) -> None:
+        name = path.removeprefix(crds.PREFIX).strip("/")
+        verb = verb_of(method, bool(name), False)
+        self.accesses.append(Access(crds.GROUP, "customresourcedefinitions", verb, name))
+        try:
+            code, body = 200, self.crds.get(method, name)
+        except HttpError as exc:
+            code, body = exc.body["code"], exc.body
+        send_json(handler, code, body)
 
     # -- internals -----------------------------------------------------------------------------
     def _raise_injected(self, method: str, plural: str) -> None:

@@ -67,6 +67,9 @@ def create_app(
         engine = open_database(settings.database_url)
         repository = EndpointRepository(engine)
         backend = backend_factory(settings)
+        start = getattr(backend, "start", None)
+        if start is not None:  # the Kubernetes backend checks its cluster first (crd_check.py)
+            await start()
         # The service and the reconciler share the background teardowns of deletes.
         teardowns = Teardowns(repository, backend)
         app.state.endpoints = EndpointService(

@@ -35,6 +35,7 @@ from llm_launch.backends.kubernetes.client import (
     KubeClient,
 )
 from llm_launch.backends.kubernetes.config import KubernetesConfig
+from llm_launch.backends.kubernetes.crd_check import check_lws_crd
 from llm_launch.backends.kubernetes.errors import ObjectNotFound
 from llm_launch.backends.kubernetes.events import EventIndex, related_uids
 from llm_launch.backends.kubernetes.history import RecreationTracker, Termination
@@ -115,6 +116,12 @@ class KubernetesBackend:
         self._ledger = ApplyLedger(self._timing.retry, clock)
         self._informers: dict[str, Informer] = {}
         self._events = EventIndex()
+
+    async def start(self) -> None:
+        """Connect and check the cluster's LeaderWorkerSet CRD (`crd_check.py`): raises
+        LwsCrdUnsupported, which stops the server at start, when it is missing, does not
+        serve v1 or lacks a field we render."""
+        await check_lws_crd(await self._connected(), self.config)
 
     # -- the Backend contract ----------------------------------------------------------
     async def apply(self, endpoint: Endpoint) -> None:

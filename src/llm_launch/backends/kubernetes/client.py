@@ -183,6 +183,11 @@ class KubeClient:
         what = f"delete {resource.kind} {namespace}/{name}"
         await self._request("DELETE", resource.path(namespace, name), what, body=options)
 
+    async def get_crd(self, name: str) -> Object:
+        """A CustomResourceDefinition (apiextensions.k8s.io/v1, cluster-scoped) by name."""
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+        return _json(await self._request("GET", path, f"get CustomResourceDefinition {name}"))
+
     async def read_log(
         self, namespace: str, pod: str, container: str, tail: int, previous: bool = False
     ) -> str:
