@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llm_launch.backends.kubernetes.backend import KubernetesBackend
+from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.crd_check import MINIMUM_LWS, LwsCrdUnsupported
+from llm_launch.domain.hardware import HardwareCatalog
 from tests.fakes.kube.crds import vendored
 from tests.fakes.kube_api import FakeKubeApi
+from tests.integration.kubernetes.conftest import FAST
 
 Object = dict[str, Any]
 
@@ -87,3 +91,16 @@ async def test_the_backend_starts_with_a_warning_when_it_may_not_read_crds(
         await backend.start()
     assert "skipping its start-up check" in caplog.text
     assert "fieldValidation=Strict" in caplog.text
+
+
+async def test_a_configuration_without_multi_node_endpoints_starts_without_the_crd(
+    kube_api: FakeKubeApi, kubeconfig: Path
+) -> None:
+    config = KubernetesConfig(namespace="default", catalog=HardwareCatalog(gpu_types={}))
+    backend = KubernetesBackend(config, str(kubeconfig), timing=FAST)
+    kube_api.crds.remove()
+    try:
+        await backend.start()
+    finally:
+        await backend.close()
+    assert not any(a.resource == "customresourcedefinitions" for a in kube_api.accesses)

@@ -61,7 +61,12 @@ class LwsCrdUnsupported(KubernetesError):
 
 async def check_lws_crd(client: KubeClient, config: KubernetesConfig) -> None:
     """Raise LwsCrdUnsupported unless the installed CRD serves v1 with every rendered
-    field; log a warning and return when this control plane may not read CRDs."""
+    field; log a warning and return when this control plane may not read CRDs, or when
+    this configuration renders no LeaderWorkerSet at all (nothing then needs the CRD)."""
+    objects = rendered_leader_worker_sets(config)
+    if not objects:
+        log.info("no multi-node endpoint renders with this configuration: LWS not checked")
+        return
     try:
         crd = await client.get_crd(LWS_CRD)
     except KubernetesForbidden as exc:
@@ -77,7 +82,7 @@ async def check_lws_crd(client: KubeClient, config: KubernetesConfig) -> None:
             f"the LeaderWorkerSet CRD ({LWS_CRD}) is not installed in this cluster; install "
             f"LWS >= {MINIMUM_LWS} ({INSTALL}) before starting the Kubernetes backend"
         ) from exc
-    problems = crd_problems(crd, rendered_leader_worker_sets(config))
+    problems = crd_problems(crd, objects)
     if problems:
         raise LwsCrdUnsupported(
             f"the LeaderWorkerSet CRD in this cluster {'; '.join(problems)}; "
@@ -123,22 +128,16 @@ def _walk(value: Any, schema: Object, path: str) -> Iterator[str]:
 
 
 def rendered_leader_worker_sets(config: KubernetesConfig) -> list[Object]:
-    """The LeaderWorkerSets of the representative specs, rendered with `config`."""
+    """The LeaderWorkerSets of the representative specs, rendered with `config` (none when
+    it offers no multi-node engine image or GPU type)."""
     identity = EndpointIdentity(name="crd-check", endpoint_id="crd-check", owner="crd-check")
     rendered = []
-    refused = []
     for spec in representative_specs(config):
         try:
             objects = render_spec(spec, config, identity)
-        except InvalidRequest as exc:  # a GPU type this configuration cannot serve
-            refused.append(str(exc))
+        except InvalidRequest:  # a GPU type or engine this configuration does not serve
             continue
         rendered += [o for o in objects if o.get("kind") == "LeaderWorkerSet"]
-    if not rendered:
-        raise LwsCrdUnsupported(
-            "cannot check the LeaderWorkerSet CRD: no multi-node endpoint renders with this "
-            f"configuration ({'; '.join(refused) or 'the hardware catalog has no GPU types'})"
-        )
     return rendered
 
 
@@ -171,8 +170,5 @@ def representative_specs(config: KubernetesConfig) -> list[EndpointSpec]:
 
 
 def _image_tag(config: KubernetesConfig, framework: str) -> str:
-    """A tag the configuration offers for `framework` when it restricts them, else the
-    runbook's."""
-    offered = getattr(config, "image_tags", None) or {}  # configured tags, when there are
-    tags = sorted(offered.get(framework) or [])
-    return str(tags[0]) if tags else "multinode-latest-2"
+    """A tag the configuration offers for `framework` ("" when none: the render refuses)."""
+    return min(config.image_tags.get(framework) or [""])
