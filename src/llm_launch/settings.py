@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -14,6 +15,9 @@ from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.config.quotas import QuotaBook
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.engines.options import PlanOptions
+
+if TYPE_CHECKING:
+    from llm_launch.config.kubernetes import InstallationConfig
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001
@@ -51,6 +55,9 @@ class Settings:
     # Where pods keep downloaded checkpoints: emptyDir, hostPath:DIR or pvc:CLAIM
     # (backends/kubernetes/config.py, WeightsVolume).
     kubernetes_weights_volume: str = "emptyDir"
+    # The Kubernetes backend's configuration and timings, from the configuration file and
+    # the flags over it (config/kubernetes.py); None: built from the fields above.
+    installation: InstallationConfig | None = None
     kubeconfig: str | None = None  # None: $KUBECONFIG, in-cluster, then ~/.kube/config
     # Both backends (None: engines.options.PlanOptions' defaults, 30 s and 90 s): a ready
     # leader failing its generation check this long is restarted, group and all; a group

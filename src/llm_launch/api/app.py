@@ -46,6 +46,12 @@ def make_backend(settings: Settings) -> Backend | None:
         from llm_launch.backends.kubernetes.backend import KubernetesBackend
         from llm_launch.backends.kubernetes.config import KubernetesConfig, WeightsVolume
 
+        if settings.installation is not None:  # serve: the file and the flags over it
+            return KubernetesBackend(
+                settings.installation.kubernetes,
+                kubeconfig=settings.kubeconfig,
+                timing=settings.installation.timing,
+            )
         config = KubernetesConfig(
             plan_options=settings.plan_options(),
             namespace=settings.kubernetes_namespace,

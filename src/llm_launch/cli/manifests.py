@@ -24,6 +24,15 @@ IpFamilyOption = Annotated[str, typer.Option(help="auto, ipv4 or ipv6")]
 SocketIfnameOption = Annotated[str, typer.Option(help="NCCL/Gloo network interface")]
 ClusterDomainOption = Annotated[str | None, typer.Option(help="appended to the leader's name")]
 CatalogOption = Annotated[Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="LLM_LAUNCH_CONFIG",
+        help="installation configuration (YAML; deploy/kubernetes/config.example.yaml); "
+        "the options here win over it",
+    ),
+]
 
 
 def _plan_options(ip_family: str, socket_ifname: str, cluster_domain: str | None) -> Any:
@@ -56,22 +65,28 @@ def plan(
 @app.command()
 def render(
     file: BodyFile,
-    namespace: Annotated[str, typer.Option(help="namespace of the objects")] = "default",
+    namespace: Annotated[
+        str | None, typer.Option(help="namespace of the objects (default: default)")
+    ] = None,
     owner: Annotated[str, typer.Option(help="owner label of the objects")] = "local",
     endpoint_id: Annotated[
         str | None, typer.Option(help="endpoint id label; default: derived from owner and name")
     ] = None,
-    ip_family: IpFamilyOption = "auto",
-    socket_ifname: SocketIfnameOption = "eth0",
+    ip_family: Annotated[str | None, typer.Option(help="auto (default), ipv4 or ipv6")] = None,
+    socket_ifname: Annotated[
+        str | None, typer.Option(help="NCCL/Gloo network interface (default: eth0)")
+    ] = None,
     cluster_domain: ClusterDomainOption = None,
     image_repository: Annotated[
         str | None, typer.Option(help="engine image repository (default: ours for the framework)")
     ] = None,
-    weights_volume: Annotated[str, typer.Option(help=WEIGHTS_VOLUME_HELP)] = "emptyDir",
+    weights_volume: Annotated[
+        str | None, typer.Option(help=f"{WEIGHTS_VOLUME_HELP} (default: emptyDir)")
+    ] = None,
     hardware_catalog: CatalogOption = None,
+    config_file: ConfigOption = None,
 ) -> None:
     """Print the Kubernetes objects of a create request as multi-document YAML."""
-    from llm_launch.backends.kubernetes.config import DEFAULT_IMAGE_REPOSITORIES, KubernetesConfig
     from llm_launch.backends.kubernetes.render import (
         EndpointIdentity,
         derived_endpoint_id,
@@ -79,6 +94,7 @@ def render(
         to_yaml,
         token_secret_notice,
     )
+    from llm_launch.config.kubernetes import ConfigFileError, load_installation_config
     from llm_launch.domain.names import label_value_problem
     from llm_launch.domain.spec import build_spec
 
@@ -88,16 +104,22 @@ def render(
     with explained():
         catalog = load_hardware_catalog(hardware_catalog)
         spec = build_spec(read_body(file), catalog)
-        repositories = dict(DEFAULT_IMAGE_REPOSITORIES)
-        if image_repository:
-            repositories[spec.inference_framework] = image_repository
-        config = KubernetesConfig(
-            namespace=namespace,
-            image_repositories=repositories,
-            catalog=catalog,
-            plan_options=_plan_options(ip_family, socket_ifname, cluster_domain),
-            weights_volume=parse_weights_volume(weights_volume),
-        )
+        flags = {
+            "kubernetes.namespace": namespace,
+            "kubernetes.plan_options.ip_family": ip_family,
+            "kubernetes.plan_options.socket_ifname": socket_ifname,
+            "kubernetes.plan_options.cluster_domain": cluster_domain,
+            f"kubernetes.image_repositories.{spec.inference_framework}": image_repository,
+            "kubernetes.weights_volume": weights_volume,
+        }
+        if weights_volume is not None:
+            parse_weights_volume(weights_volume)  # refused as the flag, with its forms
+        overrides = {key: value for key, value in flags.items() if value is not None}
+        try:
+            installation = load_installation_config(config_file, overrides, {"catalog": catalog})
+        except ConfigFileError as exc:
+            raise fail(str(exc)) from exc
+        config = installation.kubernetes
         identity = EndpointIdentity(
             name=spec.name,
             endpoint_id=endpoint_id or derived_endpoint_id(owner, spec.name),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -25,6 +25,9 @@ from llm_launch.http_timeouts import (
 )
 from llm_launch.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_data_dir, is_loopback
 from llm_launch.store.database import default_sqlite_url
+
+if TYPE_CHECKING:
+    from llm_launch.config.kubernetes import InstallationConfig
 
 
 @app.command()
@@ -55,22 +58,35 @@ def serve(
         ),
     ] = "local",
     kubernetes_namespace: Annotated[
-        str, typer.Option(envvar="LLM_LAUNCH_KUBERNETES_NAMESPACE", help="where endpoints run")
-    ] = "default",
+        str | None,
+        typer.Option(
+            envvar="LLM_LAUNCH_KUBERNETES_NAMESPACE",
+            help="where endpoints run (default: the config file's, else default)",
+        ),
+    ] = None,
     kubernetes_control_plane_id: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="LLM_LAUNCH_KUBERNETES_CONTROL_PLANE_ID",
             help="unique per installation sharing a namespace (GC keeps to its own)",
         ),
-    ] = "default",
+    ] = None,
     kubernetes_weights_volume: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="LLM_LAUNCH_KUBERNETES_WEIGHTS_VOLUME",
             help=WEIGHTS_VOLUME_HELP,
         ),
-    ] = "emptyDir",
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="LLM_LAUNCH_CONFIG",
+            help="installation configuration (YAML: Kubernetes images, tags, priority "
+            "classes, pods, timings; deploy/kubernetes/config.example.yaml); flags win over it",
+        ),
+    ] = None,
     kubeconfig: Annotated[
         str | None, typer.Option(envvar="KUBECONFIG", help="default: in-cluster or ~/.kube/config")
     ] = None,
@@ -201,7 +217,24 @@ def serve(
             "or bind 127.0.0.1."
         )
     ports, passed = _backend_settings(
-        backend, kubernetes_weights_volume, engine_mode, local_ports, pass_env, local_max_processes
+        backend,
+        kubernetes_weights_volume or "emptyDir",
+        engine_mode,
+        local_ports,
+        pass_env,
+        local_max_processes,
+    )
+    installation = _installation(
+        config_file,
+        backend,
+        catalog,
+        {
+            "kubernetes.namespace": kubernetes_namespace,
+            "kubernetes.control_plane_id": kubernetes_control_plane_id,
+            "kubernetes.weights_volume": kubernetes_weights_volume,
+            "kubernetes.plan_options.hang_restart_s": hang_restart_s,
+            "kubernetes.plan_options.drain_grace_s": drain_grace_s,
+        },
     )
     # Everything the server and its processes create (database, logs, records, weights)
     # is private to its user: folders 0700, files 0600.
@@ -219,9 +252,14 @@ def serve(
         checkpoint_roots=roots,
         backend=backend,
         engine_mode=engine_mode,
-        kubernetes_namespace=kubernetes_namespace,
-        kubernetes_control_plane_id=kubernetes_control_plane_id,
-        kubernetes_weights_volume=kubernetes_weights_volume,
+        kubernetes_namespace=installation.kubernetes.namespace if installation else "default",
+        kubernetes_control_plane_id=(
+            installation.kubernetes.control_plane_id if installation else "default"
+        ),
+        kubernetes_weights_volume=(
+            str(installation.kubernetes.weights_volume) if installation else "emptyDir"
+        ),
+        installation=installation,
         kubeconfig=kubeconfig,
         inference_timeout_s=inference_timeout,
         max_request_bytes=max_request_bytes,
@@ -247,6 +285,26 @@ def serve(
         http=header_timeout_protocol(settings.header_timeout_s),
         timeout_keep_alive=settings.keep_alive_timeout_s,
     )
+
+
+def _installation(
+    config_file: Path | None,
+    backend: str,
+    catalog: HardwareCatalog,
+    flags: dict[str, object | None],
+) -> InstallationConfig | None:
+    """The configuration file with the flags given over it (flags win), checked: for the
+    Kubernetes backend always, for the others only when a file is given (so a bad one is
+    still refused at start). Every problem is one line naming its key."""
+    if backend != "kubernetes" and config_file is None:
+        return None
+    from llm_launch.config.kubernetes import ConfigFileError, load_installation_config
+
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    try:
+        return load_installation_config(config_file, overrides, {"catalog": catalog})
+    except ConfigFileError as exc:
+        raise fail(str(exc)) from exc
 
 
 def _access_settings(
