@@ -9,7 +9,7 @@ this side, so the client's transport is not tested against itself.
 
 Namespaced `leaderworkersets` (leaderworkerset.x-k8s.io/v1, with `/scale`), `deployments`
 (apps/v1, with `/scale`), `services`, `secrets`, `pods` (with `/log`) and `events` (v1),
-`horizontalpodautoscalers` (autoscaling/v2).
+`horizontalpodautoscalers` (autoscaling/v2), `networkpolicies` (networking.k8s.io/v1).
 - Server-side apply, field management and `managedFields` (FieldsV1, per manager,
   operation Apply|Update), removal of fields an applier stops sending, merge by list keys,
   conflicts (409, `FieldManagerConflict` causes) unless `force=true`: Kubernetes docs

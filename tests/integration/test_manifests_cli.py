@@ -29,7 +29,7 @@ def test_the_runbook_body_renders_a_leaderworkerset_and_a_leader_service() -> No
     result = render("-f", SEED, "--namespace", "inference", "--owner", "alice")
     assert result.returncode == 0, result.stderr
     objects = list(yaml.safe_load_all(result.stdout))
-    assert [o["kind"] for o in objects] == ["LeaderWorkerSet", "Service"]
+    assert [o["kind"] for o in objects] == ["LeaderWorkerSet", "NetworkPolicy", "Service"]
     assert {o["metadata"]["namespace"] for o in objects} == {"inference"}
     assert objects[0]["metadata"]["labels"]["llm-launch.io/owner"] == "alice"
     assert objects[0]["spec"]["leaderWorkerTemplate"]["size"] == 2
@@ -47,7 +47,7 @@ def test_the_ip_family_and_image_repository_options_reach_the_objects(tmp_path: 
         "-f", body, "--ip-family", "ipv6", "--image-repository", "registry.example.com/vllm"
     )
     assert result.returncode == 0, result.stderr
-    deployment, service, hpa = yaml.safe_load_all(result.stdout)
+    deployment, _policy, service, hpa = yaml.safe_load_all(result.stdout)
     assert service["spec"]["ipFamilies"] == ["IPv6"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]

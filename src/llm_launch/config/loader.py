@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import yaml
 
 from llm_launch.domain.hardware import GpuType, HardwareCatalog, Toleration
+from llm_launch.domain.quantity import is_quantity
+
+# Linux capability names as a container's securityContext takes them (no CAP_ prefix).
+_CAPABILITY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
 class CatalogError(ValueError):
@@ -41,9 +46,34 @@ def parse_hardware_catalog(document: Any, source: str = "catalog") -> HardwareCa
                 max_gpus_per_node=int(entry.get("max_gpus_per_node", 8)),
                 node_selector={str(k): str(v) for k, v in entry.get("node_selector", {}).items()},
                 tolerations=tuple(Toleration(**t) for t in entry.get("tolerations", [])),
+                extra_resources={
+                    str(k): str(v) for k, v in (entry.get("extra_resources") or {}).items()
+                },
+                capabilities=tuple(str(c) for c in entry.get("capabilities") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CatalogError(f"{source}: gpu_types.{name} is malformed: {exc}") from exc
+        if problem := _device_problem(gpu_types[name]):
+            raise CatalogError(f"{source}: gpu_types.{name}: {problem}")
     if not gpu_types:
         raise CatalogError(f"{source}: 'gpu_types' is empty")
     return HardwareCatalog(gpu_types=gpu_types)
+
+
+def _device_problem(gpu: GpuType) -> str | None:
+    """What is wrong with an entry's extra resources or capabilities, if anything."""
+    for resource, amount in gpu.extra_resources.items():
+        if "/" not in resource:
+            return (
+                f"extra_resources: {resource!r} is not a device plugin's resource name "
+                "(DOMAIN/NAME, as rdma/hca_shared_devices_a or vpc.amazonaws.com/efa)"
+            )
+        if not is_quantity(amount):
+            return f"extra_resources: {resource}: {amount!r} is not a Kubernetes quantity"
+    for capability in gpu.capabilities:
+        if not _CAPABILITY.match(capability) or capability.startswith("CAP_"):
+            return (
+                f"capabilities: {capability!r} is not a capability name as Kubernetes takes "
+                "it (upper case, without CAP_, as IPC_LOCK)"
+            )
+    return None

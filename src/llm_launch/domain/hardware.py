@@ -1,8 +1,8 @@
 """The hardware catalog: which GPU types exist and how Kubernetes selects their nodes.
 
 The catalog is data (loaded from YAML by `llm_launch.config`); validation asks it
-whether a `gpu_type` exists, and the Kubernetes backend reads node labels and
-tolerations from it.
+whether a `gpu_type` exists, and the Kubernetes backend reads node labels,
+tolerations, and the extra resources and capabilities of multi-node pods from it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ class GpuType:
     max_gpus_per_node: int
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
+    # Multi-node pods only: device-plugin resources each engine container asks for (name ->
+    # quantity, e.g. {"rdma/hca_shared_devices_a": "1"} or {"vpc.amazonaws.com/efa": "32"}),
+    # so NCCL between the nodes of a group runs over RDMA instead of TCP; and the Linux
+    # capabilities the engine container needs for them (IPC_LOCK: RDMA pins the memory it
+    # registers with the NIC, beyond the default locked-memory limit).
+    extra_resources: Mapping[str, str] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

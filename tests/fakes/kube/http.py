@@ -22,6 +22,7 @@ RESOURCES = {  # plural -> (apiVersion, kind)
     "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "pods": ("v1", "Pod"),
     "secrets": ("v1", "Secret"),
+    "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy"),
     "events": ("v1", "Event"),
 }
 

@@ -42,6 +42,7 @@ _BUILTIN_ROOTS = {  # plural -> definition name in the bundled OpenAPI
     "services": "io.k8s.api.core.v1.Service",
     "horizontalpodautoscalers": "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
     "secrets": "io.k8s.api.core.v1.Secret",
+    "networkpolicies": "io.k8s.api.networking.v1.NetworkPolicy",
     "pods": "io.k8s.api.core.v1.Pod",
     "events": "io.k8s.api.core.v1.Event",
 }
@@ -310,10 +311,22 @@ def _secret(obj: Object) -> None:
     _set(obj, "type", "Opaque")
 
 
+def _network_policy(obj: Object) -> None:
+    """pkg/apis/networking/v1/defaults.go: SetDefaults_NetworkPolicyPort (protocol TCP) and
+    SetDefaults_NetworkPolicy (policyTypes: Ingress, plus Egress when egress rules exist)."""
+    spec = obj.setdefault("spec", {})
+    for rule in (*(spec.get("ingress") or []), *(spec.get("egress") or [])):
+        for port in rule.get("ports") or []:
+            _set(port, "protocol", "TCP")
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress", *(["Egress"] if spec.get("egress") else [])]
+
+
 _BUILTIN_DEFAULTS: dict[str, Callable[[Object], None]] = {
     "deployments": _deployment,
     "services": _service,
     "horizontalpodautoscalers": _hpa,
     "secrets": _secret,
+    "networkpolicies": _network_policy,
     "pods": _pod,
 }

@@ -8,14 +8,20 @@ validated for (test_render_schemas.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from llm_launch.backends.kubernetes.config import KubernetesConfig
+from llm_launch.backends.kubernetes.config import (
+    KubernetesConfig,
+    NetworkPolicySettings,
+    Placement,
+)
 from llm_launch.backends.kubernetes.render import render_endpoint
 from llm_launch.backends.kubernetes.render_names import owner_suffix
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.spec import build_spec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.engines.options import PlanOptions
@@ -105,6 +111,16 @@ def multinode_vllm(**overrides: Any) -> dict[str, Any]:
     return endpoint_body(**values)
 
 
+def rdma_catalog() -> HardwareCatalog:
+    """The packaged catalog whose H100 (the seed's GPU type) has RDMA devices: the example
+    of hardware.yaml (Mellanox k8s-rdma-shared-dev-plugin, IPC_LOCK)."""
+    gpu = CATALOG.gpu_types["nvidia-hopper-h100"]
+    rdma = replace(
+        gpu, extra_resources={"rdma/hca_shared_devices_a": "1"}, capabilities=("IPC_LOCK",)
+    )
+    return HardwareCatalog({**CATALOG.gpu_types, gpu.name: rdma})
+
+
 # Every case is rendered and validated against the Kubernetes and LeaderWorkerSet schemas.
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "seed": (seed_body(), {}),
@@ -114,6 +130,19 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "autoscaled-single-node": (single_node_vllm(min_workers=1, max_workers=5), {}),
     "autoscaled-multinode": (seed_body(min_workers=1, max_workers=12), {}),
     "cpu-only": (single_node_vllm(gpus=0, gpu_type=None, num_shards=1, storage=None), {}),
+    "placement-rdma-network-policy": (
+        seed_body(),
+        {
+            "placement": Placement(
+                exclusive_topology_key="topology.kubernetes.io/zone", scheduler_name="volcano"
+            ),
+            "catalog": rdma_catalog(),
+            "network_policy": NetworkPolicySettings(
+                control_plane_namespace="platform", metrics_namespace="monitoring"
+            ),
+            "forwarder_user_id": 10001,
+        },
+    ),
     "ipv6-configured": (
         seed_body(),
         {

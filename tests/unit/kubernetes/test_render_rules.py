@@ -454,6 +454,7 @@ class TestAutoscaling:
         assert [o["kind"] for o in rendered(seed_body())] == [
             "Secret",
             "LeaderWorkerSet",
+            "NetworkPolicy",
             "Service",
         ]
 
@@ -487,6 +488,7 @@ class TestNamesAndLabels:
         assert [o["metadata"]["name"] for o in objects] == [
             "llm-deepseek-r1-l5oyco-token",
             "llm-deepseek-r1-l5oyco",
+            "llm-deepseek-r1-l5oyco",  # the NetworkPolicy
             "llm-deepseek-r1-l5oyco-leader",
             "llm-deepseek-r1-l5oyco",
         ]

@@ -61,12 +61,20 @@ SERVICE = Resource("v1", "Service", "services")
 HPA = Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 POD = Resource("v1", "Pod", "pods")
 SECRET = Resource("v1", "Secret", "secrets")
+NETWORK_POLICY = Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 EVENT = Resource("v1", "Event", "events")  # read only: status reasons quote them
 
 # The kinds llm-launch creates, in the order they are deleted (the autoscaler first, so it
 # cannot scale a workload that is going away; the forwarder token's Secret last, as pods
 # still starting read it).
-MANAGED: tuple[Resource, ...] = (HPA, SERVICE, LEADER_WORKER_SET, DEPLOYMENT, SECRET)
+MANAGED: tuple[Resource, ...] = (
+    HPA,
+    SERVICE,
+    LEADER_WORKER_SET,
+    DEPLOYMENT,
+    NETWORK_POLICY,  # after the workloads: their pods stay covered while they go
+    SECRET,
+)
 _BY_KIND = {(r.api_version, r.kind): r for r in (*MANAGED, POD)}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.checkpoints import normalize_path
 from llm_launch.domain.hardware import HardwareCatalog
-from llm_launch.domain.names import dns1123_label_problem
+from llm_launch.domain.names import dns1123_label_problem, label_value_problem
 from llm_launch.domain.quantity import is_quantity
 from llm_launch.engines.options import PlanOptions
 
@@ -25,6 +25,8 @@ __all__ = [
     "DEFAULT_IMAGE_TAGS",
     "KubernetesConfig",
     "KubernetesConfigError",
+    "NetworkPolicySettings",
+    "Placement",
     "PriorityClasses",
     "WeightsVolume",
 ]
@@ -137,6 +139,62 @@ class PriorityClasses:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Placement of multi-node groups (LeaderWorkerSets); single-node pods are unaffected.
+
+    - `exclusive_topology_key`: a node label key (`cloud.google.com/gke-nodepool`,
+      `topology.kubernetes.io/zone`, a rack or network-block label). Written as the
+      LeaderWorkerSet annotation `leaderworkerset.sigs.k8s.io/exclusive-topology`, it makes
+      the LWS webhook give every pod of a group a pod affinity to its own group and an
+      anti-affinity to other groups on that key: one group per domain, all of a group's
+      nodes in one domain, so tensor parallelism crosses only that domain's fabric (LWS
+      "Exclusive placement" and "Labels, annotations and environment variables",
+      https://lws.sigs.k8s.io/docs/; kubernetes-sigs/lws pkg/webhooks/pod_webhook.go,
+      SetExclusiveAffinities). None: no annotation.
+    - `scheduler_name`: the `schedulerName` of every pod of a group, for gang scheduling
+      (a group's pods are bound all together or not at all, so a half-placed group never
+      holds GPUs hostage). With Volcano, LWS (>= v0.7, installed with
+      `gangSchedulingManagement.schedulerProvider: volcano`) creates one PodGroup per group
+      and puts the pod-group annotation on the pods itself, so pods need nothing but
+      `schedulerName: volcano` (LWS "Gang scheduling", kubernetes-sigs/lws
+      pkg/schedulerprovider). None: the default scheduler.
+    """
+
+    exclusive_topology_key: str | None = None
+    scheduler_name: str | None = None
+
+
+# The labels of the control plane's pods in deploy/kubernetes/deployment.yaml.
+DEFAULT_CONTROL_PLANE_POD_LABELS: Mapping[str, str] = {
+    "app.kubernetes.io/name": "llm-launch",
+    "app.kubernetes.io/component": "api-server",
+}
+
+
+@dataclass(frozen=True)
+class NetworkPolicySettings:
+    """Who may reach an endpoint's pods (one NetworkPolicy per endpoint, `render`).
+
+    - `enabled`: render the policy (it takes effect only where the cluster's network
+      plugin enforces NetworkPolicies; "Network Policies", https://kubernetes.io/docs/
+      concepts/services-networking/network-policies/).
+    - `control_plane_pod_labels`: the labels of the control plane's pods, the only pods
+      that may call a forwarder (default: those of deploy/kubernetes/deployment.yaml).
+    - `control_plane_namespace`: the control plane's namespace; None: the endpoints' own.
+    - `metrics_namespace`: a namespace whose pods (Prometheus) may also scrape the
+      forwarder's /metrics, which the autoscaler's metric comes from; None: none.
+    Egress is left open: engines download weights from wherever the checkpoint lives.
+    """
+
+    enabled: bool = True
+    control_plane_pod_labels: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_CONTROL_PLANE_POD_LABELS)
+    )
+    control_plane_namespace: str | None = None
+    metrics_namespace: str | None = None
+
+
+@dataclass(frozen=True)
 class KubernetesConfig:
     namespace: str = "default"
     # Tells this installation's objects from another's in a shared namespace.
@@ -186,6 +244,13 @@ class KubernetesConfig:
     termination_grace_period_s: int = 60
     # Where downloaded checkpoints live (see WeightsVolume); emptyDir keeps today's behaviour.
     weights_volume: WeightsVolume = field(default_factory=WeightsVolume)
+    # Where multi-node groups run and who schedules them (see Placement).
+    placement: Placement = field(default_factory=Placement)
+    # Each endpoint's NetworkPolicy (see NetworkPolicySettings).
+    network_policy: NetworkPolicySettings = field(default_factory=NetworkPolicySettings)
+    # The forwarder container's user and group: not root, as Pod Security "restricted"
+    # asks; 65534 is `nobody` in the engine images' base distributions.
+    forwarder_user_id: int = 65534
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -225,7 +290,50 @@ def _problems(c: KubernetesConfig) -> list[str]:
         problems.append(f"autoscaling_metric {c.autoscaling_metric!r} is not a metric name")
     if c.termination_grace_period_s < 0:
         problems.append("termination_grace_period_s must be >= 0")
+    problems += _placement_problems(c.placement)
+    problems += _network_policy_problems(c.network_policy)
+    if not 1 <= c.forwarder_user_id <= 2**31 - 1:
+        problems.append(
+            f"forwarder_user_id must be a non-root user id, 1 or more (got {c.forwarder_user_id})"
+        )
     return problems
+
+
+def _placement_problems(p: Placement) -> list[str]:
+    problems = []
+    key = p.exclusive_topology_key
+    if key is not None and (problem := label_key_problem(key)):
+        problems.append(f"placement.exclusive_topology_key {key!r}: {problem}")
+    name = p.scheduler_name
+    if name is not None and (len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name)):
+        problems.append(f"placement.scheduler_name {name!r} is not a scheduler name")
+    return problems
+
+
+def _network_policy_problems(n: NetworkPolicySettings) -> list[str]:
+    problems = []
+    if not n.control_plane_pod_labels:
+        # An empty selector would let every pod of the namespace call the forwarders.
+        problems.append("network_policy.control_plane_pod_labels must name at least one label")
+    for key, value in n.control_plane_pod_labels.items():
+        if problem := label_key_problem(key) or label_value_problem(value):
+            problems.append(f"network_policy.control_plane_pod_labels {key}={value}: {problem}")
+    for name in ("control_plane_namespace", "metrics_namespace"):
+        namespace = getattr(n, name)
+        if namespace is not None and (problem := dns1123_label_problem(namespace)):
+            problems.append(f"network_policy.{name} {namespace!r}: {problem}")
+    return problems
+
+
+def label_key_problem(key: str) -> str | None:
+    """Why `key` is not a label key (optional DNS-1123 subdomain prefix and `/`, then a
+    name of at most 63 characters; "Labels and Selectors", Syntax and character set)."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
+        return "its prefix is not a DNS-1123 subdomain"
+    if not name or label_value_problem(name):
+        return "its name must be 1-63 letters, digits, '-', '_' or '.', alphanumeric at each end"
+    return None
 
 
 def _image_problems(c: KubernetesConfig) -> list[str]:

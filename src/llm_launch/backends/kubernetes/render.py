@@ -59,12 +59,17 @@ from llm_launch.backends.kubernetes.render_names import (
     EndpointIdentity,
     derived_endpoint_id,
     identity_labels,
+    network_policy_name,
     object_labels,
     object_name,
     pod_selector,
     secret_name,
     service_name,
     service_url,
+)
+from llm_launch.backends.kubernetes.render_network import (
+    NETWORK_POLICY_API_VERSION,
+    network_policy_spec,
 )
 from llm_launch.backends.kubernetes.render_pod import (
     TOKEN_KEY,
@@ -105,6 +110,9 @@ __all__ = [
 ]
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+# The LeaderWorkerSet annotation for exclusive placement (LWS "Labels, annotations and
+# environment variables": on the LeaderWorkerSet; the webhook copies it onto the pods).
+LWS_EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 # A Deployment may take this long beyond the startup budget (scheduling, image pulls)
 # before Kubernetes calls its rollout stuck.
 _PROGRESS_MARGIN_S = 900
@@ -152,6 +160,10 @@ def _render(
     build = _leaderworkerset if plan.worker is not None else _deployment
     workload = build(plan, ctx, identity)
     objects = [workload, _service(plan, ctx, identity)]
+    if config.network_policy.enabled:
+        # Right after the workload, before the Service routes anything to it: in the same
+        # apply pass, long before its pods can be scheduled and started.
+        objects.insert(1, _network_policy(plan, ctx, identity))
     if is_autoscaled(spec):
         objects.append(_autoscaler(workload, ctx, identity))
     if token is not None:
@@ -266,7 +278,9 @@ def _leaderworkerset(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdenti
     return {
         "apiVersion": LWS_API_VERSION,
         "kind": "LeaderWorkerSet",
-        "metadata": _metadata(object_name(identity.owner, ctx.spec), ctx, identity),
+        "metadata": _placement(
+            _metadata(object_name(identity.owner, ctx.spec), ctx, identity), ctx
+        ),
         "spec": {
             **_replicas(ctx.spec),
             "startupPolicy": config.startup_policy,
@@ -285,6 +299,28 @@ def _leaderworkerset(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdenti
             },
         },
     }
+
+
+def _network_policy(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdentity) -> Manifest:
+    """Who may reach the endpoint's pods (render_network)."""
+    name = network_policy_name(identity.owner, ctx.spec)
+    return {
+        "apiVersion": NETWORK_POLICY_API_VERSION,
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(name, ctx, identity),
+        "spec": network_policy_spec(
+            pod_selector(identity), plan.ports.forwarder, ctx.config.network_policy
+        ),
+    }
+
+
+def _placement(metadata: Manifest, ctx: PodContext) -> Manifest:
+    """A LeaderWorkerSet's metadata with its exclusive-topology annotation, if configured:
+    one group per topology domain, a group within one (config.Placement)."""
+    key = ctx.config.placement.exclusive_topology_key
+    if key is not None:
+        metadata.setdefault("annotations", {})[LWS_EXCLUSIVE_TOPOLOGY] = key
+    return metadata
 
 
 def _deployment(plan: LaunchPlan, ctx: PodContext, identity: EndpointIdentity) -> Manifest:

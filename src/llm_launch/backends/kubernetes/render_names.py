@@ -30,6 +30,7 @@ __all__ = [
     "EndpointIdentity",
     "derived_endpoint_id",
     "identity_labels",
+    "network_policy_name",
     "object_labels",
     "object_name",
     "owner_suffix",
@@ -97,6 +98,11 @@ def object_name(owner: str, spec: EndpointSpec) -> str:
     room = max_name_length(nodes_per_worker=spec.nodes_per_worker, max_workers=spec.max_workers)
     room = max(room, 1)  # no name fits a huge max_workers; the API server says so
     return f"{K8S_NAME_PREFIX}{spec.name[:room]}-{owner_suffix(owner, spec.name)}"
+
+
+def network_policy_name(owner: str, spec: EndpointSpec) -> str:
+    """The endpoint's NetworkPolicy: the object name (names are unique per kind)."""
+    return object_name(owner, spec)
 
 
 def secret_name(owner: str, spec: EndpointSpec) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.render_names import LABEL_ROLE, LWS_NAME_LABEL
+from llm_launch.backends.kubernetes.render_security import container_security, pod_security
 from llm_launch.domain.hardware import GpuType, Toleration
 from llm_launch.domain.quantity import parse_quantity
 from llm_launch.domain.spec import EndpointSpec
@@ -88,6 +89,7 @@ def _pod_spec(role: RolePlan, ctx: PodContext) -> Manifest:
             config.termination_grace_period_s, termination_grace_s(config.plan_options)
         ),
     }
+    spec.update(pod_security(ctx))
     if config.service_account:
         spec["serviceAccountName"] = config.service_account
     if priority_class := _priority_class(ctx):
@@ -98,6 +100,9 @@ def _pod_spec(role: RolePlan, ctx: PodContext) -> Manifest:
         spec["nodeSelector"] = dict(ctx.gpu.node_selector)
     if ctx.gpu is not None and ctx.gpu.tolerations:
         spec["tolerations"] = [_toleration(t) for t in ctx.gpu.tolerations]
+    if ctx.in_leaderworkerset and config.placement.scheduler_name:
+        # Gang scheduling of a group's pods (config.Placement).
+        spec["schedulerName"] = config.placement.scheduler_name
     return spec
 
 
@@ -116,6 +121,7 @@ def container(plan: ContainerPlan, ctx: PodContext) -> Manifest:
         ],
         "resources": _engine_resources(ctx) if is_engine else _forwarder_resources(ctx.config),
     }
+    result.update(container_security(plan, ctx))
     if is_engine:
         result["volumeMounts"] = [
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
@@ -183,6 +189,9 @@ def _engine_resources(ctx: PodContext) -> Manifest:
         amounts["ephemeral-storage"] = spec.storage
     if spec.gpus > 0:
         amounts[ctx.config.gpu_resource] = str(spec.gpus)
+    if ctx.in_leaderworkerset and ctx.gpu is not None:
+        # RDMA devices for NCCL between the group's nodes (the catalog's extra_resources).
+        amounts.update(ctx.gpu.extra_resources)
     # Requests equal limits: GPUs require it, and the pod gets the Guaranteed QoS class.
     return {"requests": amounts, "limits": dict(amounts)}
 
