@@ -38,8 +38,12 @@ needs_kubectl = pytest.mark.skipif(
 MANAGED_BY_US = {"app.kubernetes.io/managed-by": "llm-launch"}  # endpoints' objects only
 
 
+# Not Kubernetes objects: kustomize's own file, and the example of `serve --config`.
+NOT_MANIFESTS = ("kustomization.yaml", "config.example.yaml")
+
+
 def manifest_files() -> list[Path]:
-    return sorted(p for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
+    return sorted(p for p in BASE.glob("*.yaml") if p.name not in NOT_MANIFESTS)
 
 
 def documents(text: str) -> list[dict[str, Any]]:
