@@ -1,7 +1,8 @@
 """Database URLs, engines and migrations.
 
 The server calls `open_database` once at start: it applies Alembic migrations with
-a synchronous engine, then returns the async engine every request uses.
+a synchronous engine (on PostgreSQL under an advisory lock, so that replicas starting
+together migrate once), then returns the async engine every request uses.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# The advisory lock key migrations take: any 64-bit number, fixed, unlikely to be another
+# application's (the bytes of "llm-laun").
+_LOCK = int.from_bytes(b"llm-laun", "big")
 
 
 def default_sqlite_url(data_dir: Path) -> str:
@@ -44,6 +48,13 @@ def migrate(url: str) -> None:
     engine = create_engine(sync_url)
     try:
         with engine.begin() as connection:
+            if sync_url.get_backend_name() == "postgresql":
+                # Replicas starting together take turns: the first migrates, the others then
+                # find the schema at head. A transaction-level advisory lock, released at
+                # commit or rollback (PostgreSQL docs, "Advisory Locks"), and DDL is
+                # transactional there, so a replica dying mid-migration leaves nothing half
+                # done and holds no lock.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
             config = Config()
             config.set_main_option("script_location", str(_MIGRATIONS))
             config.attributes["connection"] = connection
