@@ -59,6 +59,14 @@ class Settings:
     # the flags over it (config/kubernetes.py); None: built from the fields above.
     installation: InstallationConfig | None = None
     kubeconfig: str | None = None  # None: $KUBECONFIG, in-cluster, then ~/.kube/config
+    # Kubernetes backend: the Lease electing the one replica that reconciles
+    # (backends/kubernetes/leader.py; "" name: llm-launch-<control plane id>, "" identity:
+    # POD_NAME, else host_pid), with client-go's default timings.
+    leader_lease_name: str = ""
+    leader_identity: str = ""
+    leader_lease_duration_s: int = 15
+    leader_renew_deadline_s: float = 10.0
+    leader_retry_period_s: float = 2.0
     # Both backends (None: engines.options.PlanOptions' defaults, 30 s and 90 s): a ready
     # leader failing its generation check this long is restarted, group and all; a group
     # leaving gives in-flight requests this long to finish before its engine stops.

@@ -63,6 +63,33 @@ def make_backend(settings: Settings) -> Backend | None:
     raise ValueError(f"unknown backend {settings.backend!r}; use local, kubernetes or none")
 
 
+async def _reconcile(
+    settings: Settings, backend: Backend, reconciler: Callable[[], Reconciler]
+) -> None:
+    """Reconcile for as long as the server runs. The local backend runs one process, so it
+    reconciles at once. On Kubernetes several replicas serve the API and inference, and
+    only the one holding the Lease reconciles (a fresh Reconciler each time it takes the
+    lead); connecting starts the backend's watches on every replica, so that followers
+    know the ready groups and route inference to them."""
+    from llm_launch.backends.kubernetes.backend import KubernetesBackend
+
+    if not isinstance(backend, KubernetesBackend):
+        await reconciler().run_forever()
+        return
+    from llm_launch.backends.kubernetes.leader import LeaseSettings, default_identity
+
+    lease = LeaseSettings(
+        namespace=settings.kubernetes_namespace,
+        name=settings.leader_lease_name or f"llm-launch-{settings.kubernetes_control_plane_id}",
+        identity=settings.leader_identity or default_identity(),
+        duration_s=settings.leader_lease_duration_s,
+        renew_deadline_s=settings.leader_renew_deadline_s,
+        retry_period_s=settings.leader_retry_period_s,
+    )
+    elector = await backend.elector(lease)
+    await elector.run(lambda: reconciler().run_forever())
+
+
 def create_app(
     settings: Settings, backend_factory: Callable[[Settings], Backend | None] = make_backend
 ) -> FastAPI:
@@ -91,10 +118,15 @@ def create_app(
         )
         reconciling = None
         if backend is not None:
-            reconciler = Reconciler(
-                repository, backend, settings.reconcile_interval_s, teardowns=teardowns
+
+            def reconciler() -> Reconciler:
+                return Reconciler(
+                    repository, backend, settings.reconcile_interval_s, teardowns=teardowns
+                )
+
+            reconciling = asyncio.create_task(
+                _reconcile(settings, backend, reconciler), name="reconciler"
             )
-            reconciling = asyncio.create_task(reconciler.run_forever(), name="reconciler")
         try:
             yield
         finally:

@@ -199,6 +199,46 @@ def serve(
             "rollout, delete) before its engine stops (default 90; Kubernetes: preStop hooks)",
         ),
     ] = None,
+    leader_lease_name: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_LEADER_LEASE_NAME",
+            help="kubernetes backend: the Lease electing the one replica that reconciles "
+            "(default llm-launch-<control plane id>)",
+        ),
+    ] = "",
+    leader_identity: Annotated[
+        str,
+        typer.Option(
+            envvar="LLM_LAUNCH_LEADER_IDENTITY",
+            help="kubernetes backend: this replica's name in the Lease (default: POD_NAME, "
+            "else host_pid)",
+        ),
+    ] = "",
+    leader_lease_duration_s: Annotated[
+        int,
+        typer.Option(
+            envvar="LLM_LAUNCH_LEADER_LEASE_DURATION_S",
+            min=1,
+            help="kubernetes backend: seconds after the leader's last renewal before another "
+            "replica may take over",
+        ),
+    ] = 15,
+    leader_renew_deadline_s: Annotated[
+        float,
+        typer.Option(
+            envvar="LLM_LAUNCH_LEADER_RENEW_DEADLINE_S",
+            help="kubernetes backend: seconds the leader keeps trying to renew before it "
+            "stops reconciling (shorter than the lease duration)",
+        ),
+    ] = 10.0,
+    leader_retry_period_s: Annotated[
+        float,
+        typer.Option(
+            envvar="LLM_LAUNCH_LEADER_RETRY_PERIOD_S",
+            help="kubernetes backend: seconds between tries to take or renew the Lease",
+        ),
+    ] = 2.0,
     log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
@@ -236,6 +276,13 @@ def serve(
             "kubernetes.plan_options.drain_grace_s": drain_grace_s,
         },
     )
+    _refuse_private_sqlite(backend, database_url, kubeconfig)
+    _check_leader_settings(
+        backend,
+        leader_lease_name,
+        leader_identity,
+        (leader_lease_duration_s, leader_renew_deadline_s, leader_retry_period_s),
+    )
     # Everything the server and its processes create (database, logs, records, weights)
     # is private to its user: folders 0700, files 0600.
     os.umask(0o077)
@@ -261,6 +308,11 @@ def serve(
         ),
         installation=installation,
         kubeconfig=kubeconfig,
+        leader_lease_name=leader_lease_name,
+        leader_identity=leader_identity,
+        leader_lease_duration_s=leader_lease_duration_s,
+        leader_renew_deadline_s=leader_renew_deadline_s,
+        leader_retry_period_s=leader_retry_period_s,
         inference_timeout_s=inference_timeout,
         max_request_bytes=max_request_bytes,
         header_timeout_s=header_timeout,
@@ -361,3 +413,40 @@ def _backend_settings(
     if local_max_processes is not None and local_max_processes < 1:
         raise fail(f"--local-max-processes must be at least 1 (got {local_max_processes})")
     return (int(first), int(last)), passed
+
+
+def _refuse_private_sqlite(backend: str, database_url: str | None, kubeconfig: str | None) -> None:
+    """SQLite is refused for the Kubernetes backend inside a cluster (no kubeconfig given and
+    KUBERNETES_SERVICE_HOST set, which the kubelet sets in every container: the in-cluster
+    service account is then used). There the file would live on the pod's own volume, so
+    each replica of the Deployment would have a database of its own: endpoints created
+    through one replica would be unknown to the others, and the elected reconciler would
+    delete their objects as garbage. Outside a cluster, processes on one machine share one
+    SQLite file safely (SQLite locks it), so development keeps working without PostgreSQL."""
+    url = database_url or "sqlite://"
+    if backend != "kubernetes" or not url.startswith("sqlite") or kubeconfig is not None:
+        return
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise fail(
+            "refusing SQLite with --backend kubernetes inside a cluster: each replica of the "
+            "control plane would have a database of its own (on its pod's volume). Set "
+            "LLM_LAUNCH_DATABASE_URL (or --database-url) to a PostgreSQL database that every "
+            "replica shares."
+        )
+
+
+def _check_leader_settings(
+    backend: str, lease_name: str, identity: str, timings: tuple[int, float, float]
+) -> None:
+    """The leader election's settings, checked as client-go checks them (only the
+    Kubernetes backend elects; the others run one process)."""
+    if backend != "kubernetes":
+        return
+    from llm_launch.backends.kubernetes.leader import LeaseSettings
+
+    duration, renew_deadline, retry_period = timings
+    lease = LeaseSettings(
+        "any", lease_name or "any", identity or "any", duration, renew_deadline, retry_period
+    )
+    if problems := lease.problems():
+        raise fail(f"--leader-*: {'; '.join(problems)}")

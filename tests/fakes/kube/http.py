@@ -24,6 +24,7 @@ RESOURCES = {  # plural -> (apiVersion, kind)
     "secrets": ("v1", "Secret"),
     "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy"),
     "events": ("v1", "Event"),
+    "leases": ("coordination.k8s.io/v1", "Lease"),  # leader election of the control plane
 }
 
 

@@ -45,6 +45,7 @@ _BUILTIN_ROOTS = {  # plural -> definition name in the bundled OpenAPI
     "networkpolicies": "io.k8s.api.networking.v1.NetworkPolicy",
     "pods": "io.k8s.api.core.v1.Pod",
     "events": "io.k8s.api.core.v1.Event",
+    "leases": "io.k8s.api.coordination.v1.Lease",
 }
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 

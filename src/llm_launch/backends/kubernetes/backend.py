@@ -39,6 +39,7 @@ from llm_launch.backends.kubernetes.crd_check import check_lws_crd
 from llm_launch.backends.kubernetes.errors import ObjectNotFound
 from llm_launch.backends.kubernetes.events import EventIndex, related_uids
 from llm_launch.backends.kubernetes.history import RecreationTracker, Termination
+from llm_launch.backends.kubernetes.leader import LeaderElector, LeaseSettings
 from llm_launch.backends.kubernetes.render import check_supported, render_endpoint
 from llm_launch.backends.kubernetes.render_names import (
     LABEL_ENDPOINT_ID,
@@ -270,6 +271,18 @@ class KubernetesBackend:
                 f"no log for group {group}, {process} of endpoint {endpoint.name!r}: "
                 f"{exc.message} (is the group running?)"
             ) from exc
+
+    async def elector(self, lease: LeaseSettings) -> LeaderElector:
+        """A leader-election candidate (`leader.py`) on this backend's connection. Connecting
+        starts the watches too: a replica that does not reconcile still sees which groups
+        are ready (`targets`) and routes inference to them. Until the API server can be
+        reached, tries again every retry period."""
+        while True:
+            try:
+                return LeaderElector(await self._connected(), lease)
+            except LaunchError as exc:
+                log.warning("cannot connect for leader election yet: %s", exc.message)
+                await asyncio.sleep(lease.retry_period_s)
 
     async def close(self) -> None:
         """Stop the watches and release the connections; the workloads keep running."""

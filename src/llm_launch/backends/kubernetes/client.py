@@ -63,6 +63,7 @@ POD = Resource("v1", "Pod", "pods")
 SECRET = Resource("v1", "Secret", "secrets")
 NETWORK_POLICY = Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 EVENT = Resource("v1", "Event", "events")  # read only: status reasons quote them
+LEASE = Resource("coordination.k8s.io/v1", "Lease", "leases")  # leader election (leader.py)
 
 # The kinds llm-launch creates, in the order they are deleted (the autoscaler first, so it
 # cannot scale a workload that is going away; the forwarder token's Secret last, as pods
@@ -156,6 +157,13 @@ class KubeClient:
     async def create(self, resource: Resource, namespace: str, obj: Object) -> Object:
         what = f"create {resource.kind} {namespace}/{obj['metadata']['name']}"
         return _json(await self._request("POST", resource.path(namespace), what, body=obj))
+
+    async def replace(self, resource: Resource, namespace: str, obj: Object) -> Object:
+        """PUT: an update that the server refuses (409 Conflict) unless
+        `metadata.resourceVersion` is still the stored one (optimistic concurrency)."""
+        name = obj["metadata"]["name"]
+        what = f"update {resource.kind} {namespace}/{name}"
+        return _json(await self._request("PUT", resource.path(namespace, name), what, body=obj))
 
     async def apply(
         self,
