@@ -3,6 +3,7 @@ defaults), refuse what cannot work with one clear line, and run the API server."
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated
@@ -329,6 +330,7 @@ def serve(
         else "single local owner, no API keys"
     )
     errors.print(f"llm-launch serving on http://{host}:{port} ({mode})", highlight=False)
+    _log_to_stderr(log_level)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -450,3 +452,15 @@ def _check_leader_settings(
     )
     if problems := lease.problems():
         raise fail(f"--leader-*: {'; '.join(problems)}")
+
+
+def _log_to_stderr(level: str) -> None:
+    """The server's own log lines (which replica leads, what it applied, why an apply
+    failed) on stderr at `--log-level`, beside uvicorn's; without a handler Python shows
+    only warnings."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logger = logging.getLogger("llm_launch")
+    logger.addHandler(handler)
+    known = logging.getLevelNamesMapping()
+    logger.setLevel(known.get(level.upper(), logging.DEBUG))  # uvicorn's "trace": everything

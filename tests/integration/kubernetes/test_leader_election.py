@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from llm_launch.backends.kubernetes.backend import KubernetesBackend
 from llm_launch.backends.kubernetes.client import KubeClient
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.leader import LeaderElector, LeaseSettings
+from tests.builders import seed_body
 from tests.fakes.kube_api import FakeKubeApi
 from tests.integration.kubernetes.conftest import CATALOG, FAST, eventually
 from tests.integration.kubernetes.test_backend import (
@@ -22,6 +27,9 @@ from tests.integration.kubernetes.test_backend import (
     multinode,
     put_group,
 )
+from tests.support.databases import fresh_postgres_database
+from tests.support.server import RunningServer
+from tests.unit.kubernetes import k8s_name
 
 LEASE = "llm-launch-test"
 
@@ -166,3 +174,91 @@ async def test_a_follower_that_never_reconciles_still_routes_to_ready_groups(
         await until(lambda: follower.targets(endpoint) == [f"http://{LWS}-leader.default.svc"])
     finally:
         await follower.close()
+
+
+# -- two real servers, one PostgreSQL, one API server ---------------------------------
+
+KEY = "alice-key-0123456789abcdef"
+LEADS = "leads (lease"
+
+
+def start_replicas(kube_api: FakeKubeApi, url: str, tmp_path: Path) -> list[RunningServer]:
+    env = {
+        "LLM_LAUNCH_API_KEYS": f"alice:{KEY}",
+        "LLM_LAUNCH_BACKEND": "kubernetes",
+        "LLM_LAUNCH_KUBERNETES_NAMESPACE": "default",
+        "KUBECONFIG": str(kube_api.write_kubeconfig(tmp_path / "kubeconfig")),
+        "LLM_LAUNCH_LEADER_LEASE_DURATION_S": "2",
+        "LLM_LAUNCH_LEADER_RENEW_DEADLINE_S": "1.5",
+        "LLM_LAUNCH_LEADER_RETRY_PERIOD_S": "0.2",
+    }
+    replicas = []
+    for name in ("replica-0", "replica-1"):
+        (tmp_path / name).mkdir()
+        replicas.append(RunningServer(url, tmp_path / name, {**env, "POD_NAME": name}))
+    return [replica.start() for replica in replicas]
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.1)
+
+
+def applied(replica: RunningServer, name: str) -> list[str]:
+    """The replica's log lines saying it applied the endpoint `name`."""
+    lines = replica.log().splitlines()
+    return [line for line in lines if f"applied {name} generation" in line]
+
+
+def answers(replica: RunningServer) -> tuple[int, int]:
+    """The API and the inference route, as a client of this replica sees them."""
+    headers = {"x-api-key": KEY}
+    with httpx.Client(base_url=replica.url, headers=headers, timeout=30) as http:
+        listed = http.get("/v1/llm/model-endpoints").status_code
+        chat = {"model": "deepseek-r1", "messages": [{"role": "user", "content": "hi"}]}
+        inferred = http.post("/v2/chat/completions", json=chat).status_code
+    return listed, inferred
+
+
+def test_two_servers_exactly_one_reconciles_and_the_other_takes_over_when_it_is_killed(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    with fresh_postgres_database() as url:
+        replicas = start_replicas(kube_api, url, tmp_path)
+        try:
+            wait_for(lambda: any(LEADS in r.log() for r in replicas), "a replica leads")
+            leader, follower = replicas if LEADS in replicas[0].log() else replicas[::-1]
+            with httpx.Client(base_url=follower.url, headers={"x-api-key": KEY}) as http:
+                created = http.post("/v1/llm/model-endpoints", json=seed_body())
+                assert created.status_code == 200, created.text
+            wait_for(lambda: kube_api.names("leaderworkersets") == [LWS], "the LWS is applied")
+            wait_for(lambda: bool(applied(leader, "deepseek-r1")), "the leader logs its apply")
+            assert LEADS not in follower.log() and applied(follower, "deepseek-r1") == []
+            # Both serve the API and the inference route (no group is ready: both say so).
+            assert answers(leader) == answers(follower)
+            assert (answers(follower)[0] == 200 and answers(follower)[1] < 500) or (
+                answers(follower)[1] == 503
+            )
+
+            os.kill(leader.pid or 0, signal.SIGKILL)  # no release: the lease must run out
+            wait_for(lambda: LEADS in follower.log(), "the follower takes over")
+            lease = kube_api.get("leases", "llm-launch-default")
+            assert lease is not None
+            assert lease["spec"]["holderIdentity"] == follower.log_path.parent.name
+            assert lease["spec"]["leaseTransitions"] == 1
+            # Nothing is lost: the new leader reconciles the endpoint (and applies it once,
+            # only after it leads), and a new one created now is applied too.
+            wait_for(lambda: bool(applied(follower, "deepseek-r1")), "the new leader applies")
+            before, _, _ = follower.log().partition(LEADS)
+            assert "applied deepseek-r1" not in before
+            with httpx.Client(base_url=follower.url, headers={"x-api-key": KEY}) as http:
+                later = http.post("/v1/llm/model-endpoints", json=seed_body(name="later"))
+                assert later.status_code == 200, later.text
+            wait_for(lambda: bool(applied(follower, "later")), "a later endpoint is applied")
+            assert kube_api.names("leaderworkersets") == sorted([LWS, k8s_name("later")])
+            assert answers(follower) == (200, 503)
+        finally:
+            for replica in replicas:
+                replica.stop()
