@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated
 
@@ -331,7 +332,7 @@ def serve(
     )
     errors.print(f"llm-launch serving on http://{host}:{port} ({mode})", highlight=False)
     _log_to_stderr(log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
@@ -339,6 +340,31 @@ def serve(
         http=header_timeout_protocol(settings.header_timeout_s),
         timeout_keep_alive=settings.keep_alive_timeout_s,
     )
+    server = uvicorn.Server(config)
+    server.run(sockets=_dual_stack(host, port))
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE; it said why
+
+
+def _dual_stack(host: str, port: int) -> list[socket.socket] | None:
+    """`--host ::` listens on IPv6 and IPv4 (one socket, IPV6_V6ONLY off, as Linux allows:
+    ipv6(7)), so the Service and probes reach the server on single-stack clusters of either
+    family and on dual-stack ones. uvicorn alone would not: asyncio's create_server sets
+    IPV6_V6ONLY on every IPv6 socket, making `::` IPv6-only. Where the kernel has no IPv6,
+    IPv4 alone. Other hosts: None, uvicorn binds them itself."""
+    if host not in ("::", "[::]"):
+        return None
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+        return [sock]
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("::", port))
+    return [sock]
 
 
 def _installation(
