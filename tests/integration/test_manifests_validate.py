@@ -111,7 +111,9 @@ class TestTheBaseManifests:
         (deployment,) = documents((BASE / "deployment.yaml").read_text())
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert container["command"] == ["llm-launch", "serve", "--host", "0.0.0.0"]
+        # `::`: both address families (serve makes it dual-stack; tests/integration/
+        # test_dual_stack.py), so IPv6-only clusters' probes and Service reach it too.
+        assert container["command"] == ["llm-launch", "serve", "--host", "::"]
         env = {e["name"]: e for e in container["env"]}
         assert env["LLM_LAUNCH_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == (
             "llm-launch-database"
@@ -124,6 +126,32 @@ class TestTheBaseManifests:
         assert volumes["api-keys"]["secret"]["secretName"] == secret["metadata"]["name"]
         assert keys_file.name in secret["stringData"]
         assert pod["serviceAccountName"] == "llm-launch"
+
+    def test_the_api_server_is_highly_available_and_elects_one_reconciler(self) -> None:
+        (deployment,) = documents((BASE / "deployment.yaml").read_text())
+        spec = deployment["spec"]
+        assert spec["replicas"] == 2
+        assert spec["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        }
+        pod = spec["template"]["spec"]
+        labels = spec["selector"]["matchLabels"]
+        spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+        across_nodes = spread["kubernetes.io/hostname"]
+        assert across_nodes["whenUnsatisfiable"] == "DoNotSchedule"
+        assert across_nodes["maxSkew"] == 1
+        assert across_nodes["labelSelector"]["matchLabels"] == labels
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        (budget,) = documents((BASE / "poddisruptionbudget.yaml").read_text())
+        assert budget["kind"] == "PodDisruptionBudget"
+        assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": labels}}
+        (role,) = documents((BASE / "role.yaml").read_text())
+        (leases,) = [r for r in role["rules"] if "leases" in r["resources"]]
+        assert leases["apiGroups"] == ["coordination.k8s.io"]
+        assert sorted(leases["verbs"]) == ["create", "get", "update"]
 
     def test_the_api_keys_placeholder_holds_no_key(self) -> None:
         (secret,) = documents((BASE / "secret-api-keys.yaml").read_text())
@@ -146,6 +174,7 @@ class TestTheKustomizeBuild:
             assert_valid(obj)
         found = by_kind(objects)
         assert {"Deployment/llm-launch", "Service/llm-launch", "Role/llm-launch"} <= set(found)
+        assert "PodDisruptionBudget/llm-launch" in found
         cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
         namespaced = [o for o in objects if o["kind"] not in cluster_scoped]
         assert {o["metadata"]["namespace"] for o in namespaced} == {"llm-launch"}
@@ -196,7 +225,7 @@ class TestTheControlPlaneImage:
     def test_the_image_serves_the_api_as_a_non_root_user(self) -> None:
         lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
         assert 'ENTRYPOINT ["llm-launch"]' in lines
-        assert 'CMD ["serve", "--host", "0.0.0.0"]' in lines
+        assert 'CMD ["serve", "--host", "::"]' in lines
         (user,) = [line for line in lines if line.startswith("USER ")]
         assert user.split()[1].split(":")[0].isdigit() and not user.endswith(" 0")
 
