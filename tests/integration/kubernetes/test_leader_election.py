@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -262,3 +264,18 @@ def test_two_servers_exactly_one_reconciles_and_the_other_takes_over_when_it_is_
         finally:
             for replica in replicas:
                 replica.stop()
+
+
+def test_sqlite_is_refused_for_the_kubernetes_backend_inside_a_cluster(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env |= {
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",  # what the kubelet sets in every container
+        "LLM_LAUNCH_API_KEYS": f"alice:{KEY}",
+        "LLM_LAUNCH_BACKEND": "kubernetes",
+    }
+    command = [sys.executable, "-m", "llm_launch", "serve", "--data-dir", str(tmp_path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    said = " ".join(result.stderr.split())
+    assert "refusing SQLite with --backend kubernetes inside a cluster" in said
+    assert "PostgreSQL database that every replica shares" in said
