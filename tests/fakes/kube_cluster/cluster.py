@@ -82,7 +82,12 @@ class FakeCluster:
             for pod in pods:
                 spec, metadata = pod.get("spec") or {}, pod["metadata"]
                 if spec.get("nodeName") and not metadata.get("deletionTimestamp"):
-                    self._kubelet.step(pod, self._behaviour(pod))
+                    try:
+                        self._kubelet.step(pod, self._behaviour(pod))
+                    except KeyError:
+                        # Deleted (garbage-collected) since it was listed: the API server
+                        # answers the kubelet's status update 404, and it moves on.
+                        continue
 
     # -- what a test sets ----------------------------------------------------------------------
     def behave(self, pattern: str = "*", **behaviour: object) -> None:
