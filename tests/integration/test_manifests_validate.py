@@ -23,6 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from llm_launch.config.kubernetes import load_installation_config
 from tests.support.hadolint import hadolint_findings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,6 +182,24 @@ class TestTheKustomizeBuild:
         for binding in ("RoleBinding/llm-launch", "ClusterRoleBinding/llm-launch-read-lws-crd"):
             (subject,) = found[binding]["subjects"]
             assert subject["namespace"] == "llm-launch"
+
+    def test_the_api_server_reads_the_generated_configuration_file_and_it_loads(
+        self, tmp_path: Path
+    ) -> None:
+        found = by_kind(kustomize(BASE))
+        maps = {k: o for k, o in found.items() if k.startswith("ConfigMap/llm-launch-config-")}
+        ((name, config_map),) = maps.items()
+        pod = found["Deployment/llm-launch"]["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["config"]["configMap"]["name"] == name.removeprefix("ConfigMap/")
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert env["LLM_LAUNCH_CONFIG"] == f"{mounts['config']}/config.yaml"
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(config_map["data"]["config.yaml"])
+        installation = load_installation_config(config_file)
+        assert installation.kubernetes.image_tags["sglang"]["multinode-latest-2"] == "v0.5.21"
 
     def test_an_overlay_replaces_the_placeholders_and_moves_everything(
         self, tmp_path: Path
