@@ -180,3 +180,48 @@ def test_the_kubernetes_backend_is_built_with_the_files_configuration_and_timing
     assert isinstance(backend, KubernetesBackend)
     assert backend.config is installation.kubernetes
     assert backend._timing.resync_s == 42.0
+
+
+def _settable_keys(cls: type, prefix: str) -> set[str]:
+    """Every key path the file may set for `cls`, nested dataclasses walked (a dataclass
+    that also reads a string, such as the weights volume, is one key)."""
+    import dataclasses
+    import typing
+
+    from llm_launch.config.kubernetes import NOT_IN_FILE
+
+    keys: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}.{f.name}"
+        if not f.init or path in NOT_IN_FILE:
+            continue
+        hint = hints[f.name]
+        nested = isinstance(hint, type) and dataclasses.is_dataclass(hint)
+        if nested and not callable(getattr(hint, "parse", None)):
+            keys |= _settable_keys(hint, path)
+        else:
+            keys.add(path)
+    return keys
+
+
+def _keys_in(data: Any, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        keys.add(path)
+        if isinstance(value, dict):
+            keys |= _keys_in(value, path)
+    return keys
+
+
+def test_the_example_file_shows_every_setting_the_file_may_hold() -> None:
+    """A setting added to KubernetesConfig or KubernetesTiming must be documented in the
+    example an operator copies."""
+    from llm_launch.config.kubernetes import SECTIONS
+
+    wanted: set[str] = set()
+    for section, cls in SECTIONS.items():
+        wanted |= _settable_keys(cls, section)
+    shown = _keys_in(yaml.safe_load(EXAMPLE.read_text()))
+    assert sorted(wanted - shown) == []
