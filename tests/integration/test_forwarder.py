@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.processes import WAIT_S, Process
+from tests.support.processes import WAIT_S, Process, start_fake_engine
 from tests.support.server import free_port
 
 
@@ -38,9 +38,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(logs: Path) -> Iterator[Process]:
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.fakes.engine", "--port", str(port)]
-    process = Process(argv, port, logs / "engine.log")
+    process = start_fake_engine(logs)
     yield process
     process.stop()
 

@@ -48,10 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         running.stop()
 
 
-@pytest.fixture
-def alice(server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers={"x-api-key": ALICE_KEY}, timeout=60) as client:
-        yield client
+# `alice` (tests/conftest.py) talks to this module's `server`.
 
 
 def assert_error_shape(response: httpx.Response, status: int) -> dict[str, Any]:

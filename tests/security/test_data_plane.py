@@ -35,6 +35,7 @@ from tests.support.local_groups import (
     processes_with_env,
     wait_for,
 )
+from tests.support.processes import start_fake_engine
 from tests.support.server import free_port, simulated_local_server
 
 TOKEN = "data-plane-test-token-0123456789"
@@ -78,9 +79,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(logs: Path) -> Iterator[Process]:
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.fakes.engine", "--port", str(port)]
-    process = Process(argv, port, logs / "engine.log")
+    process = start_fake_engine(logs)
     yield process
     process.stop()
 

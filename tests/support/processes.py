@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,3 +58,12 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def start_fake_engine(log_dir: Path) -> Process:
+    """`tests.fakes.engine` (SGLang's and OpenAI's routes, scripted) on a free port."""
+    from tests.support.server import free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.fakes.engine", "--port", str(port)]
+    return Process(argv, port, log_dir / "engine.log")
