@@ -53,6 +53,12 @@ class EndpointSpec:
     optimize_costs: bool | None = None
     high_priority: bool | None = None
     billing_tags: Mapping[str, JsonValue] | None = None
+    # Launch's fields for its queue-based async endpoints and its startup telemetry: stored
+    # and returned so Launch clients read back what they sent (llm-launch serves sync and
+    # streaming endpoints only, so no queue exists for them to tune).
+    task_expires_seconds: int | None = None
+    queue_message_timeout_seconds: int | None = None
+    enable_startup_metrics: bool | None = None
 
     @property
     def is_multinode(self) -> bool:
@@ -107,6 +113,9 @@ NULLABLE_FIELDS = frozenset(
         "optimize_costs",
         "high_priority",
         "billing_tags",
+        "task_expires_seconds",
+        "queue_message_timeout_seconds",
+        "enable_startup_metrics",
     }
 )
 
