@@ -65,6 +65,12 @@ class EndpointSpec:
         return self.nodes_per_worker > 1
 
     @property
+    def served_model_name(self) -> str:
+        """The name the engine serves the model under: the endpoint's own name, the one its
+        callers send as OpenAI's `model`, so that answers carry the name the caller sent."""
+        return self.name
+
+    @property
     def gpus_per_group(self) -> int:
         """GPUs one replica group uses: GPUs per node times nodes."""
         return self.gpus * self.nodes_per_worker
