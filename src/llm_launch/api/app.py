@@ -13,7 +13,7 @@ from llm_launch import __version__
 from llm_launch.api.errors import install_error_handlers
 from llm_launch.api.guard import RequestGuard
 from llm_launch.api.openapi import install_security
-from llm_launch.api.routers import endpoints, health, inference
+from llm_launch.api.routers import endpoints, health, inference, models
 from llm_launch.backends.base import Backend
 from llm_launch.services.deletes import Teardowns
 from llm_launch.services.endpoints import EndpointService
@@ -159,4 +159,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(endpoints.router)
     app.include_router(inference.router)
+    app.include_router(models.router)
     return app

@@ -113,7 +113,7 @@ def startup_command(
         "--engine-port", str(options.ports.engine),
         "--dist-port", str(options.ports.rendezvous),
         f"--model={spec.model_name}",
-        f"--served-model-name={spec.model_name}",
+        f"--served-model-name={spec.served_model_name}",
         "--ip-family", options.ip_family.value,
         "--weights-dir", options.weights_dir,
         "--resolve-timeout", str(options.resolve_timeout_s),
@@ -172,7 +172,7 @@ def forwarder_container(
         "--port", str(options.ports.forwarder),
         "--engine-url", f"http://{loopback}:{options.ports.engine}",
         "--engine-api", engine_api,
-        "--served-model-name", spec.model_name,
+        "--served-model-name", spec.served_model_name,
         "--max-concurrency", str(options.forwarder_max_concurrency),
     ]  # fmt: skip
     if routes.generation_check:
@@ -222,7 +222,7 @@ def assemble_plan(
         pipeline_parallel_size=pp_size,
         ports=options.ports,
         routes=routes,
-        served_model_name=spec.model_name,
+        served_model_name=spec.served_model_name,
         leader=role_plan(Role.LEADER),
         worker=role_plan(Role.WORKER) if spec.is_multinode else None,
         extra_engine_args=render_engine_args(spec.engine_args),

@@ -114,6 +114,18 @@ def test_single_node_vllm_uses_the_openai_engine_api() -> None:
     assert "--ready-check-path" not in forwarder  # readiness by a one-token completion
 
 
+@pytest.mark.parametrize("framework", ["vllm", "sglang"])
+def test_the_engine_and_its_forwarder_serve_under_the_endpoint_s_name_not_the_model_s(
+    framework: str,
+) -> None:
+    plan = plan_for(endpoint_body(name="team-chat", inference_framework=framework))
+    assert flag(engine_command(plan, Role.LEADER), "--model") == "llama-3-8b-instruct"
+    assert flag(engine_command(plan, Role.LEADER), "--served-model-name") == "team-chat"
+    forwarder = plan.leader.container("forwarder").command
+    assert flag(forwarder, "--served-model-name") == "team-chat"
+    assert plan.served_model_name == "team-chat"
+
+
 def test_multinode_vllm_is_tensor_parallel_per_node_and_pipeline_parallel_across_nodes() -> None:
     plan = plan_for(seed_body(inference_framework="vllm", metadata={}, nodes_per_worker=3))
     assert (plan.nodes, plan.tensor_parallel_size, plan.pipeline_parallel_size) == (3, 8, 3)

@@ -2,9 +2,10 @@
 
 Each resolves the caller's endpoint, picks a ready group (services/inference.py) and
 relays to that group's forwarder: `/predict` and `/stream` for Launch's shapes, the
-engine's OpenAI routes for `/v2`, where `model` names the endpoint. These routes sit on
-every request, so they take the raw request (no dependency injection or model parsing
-beyond the one fast check of the forwarder's own parser) and relay bytes.
+engine's OpenAI routes for `/v2`, where `model` names the endpoint: the name the engine
+serves under, so the body is relayed unchanged and answers carry the name the caller sent.
+These routes sit on every request, so they take the raw request (no dependency injection or
+model parsing beyond the one fast check of the forwarder's own parser) and relay bytes.
 
 A client that leaves cancels its request upstream: while a route waits for the forwarder
 (`runtime.client_watch`), a disconnect cancels the wait, which closes the pooled connection to the
@@ -117,18 +118,17 @@ async def _launch_call(request: Request) -> tuple[InferenceRouter, Endpoint, byt
 
 async def _openai(request: Request, path: str) -> Response:
     owner = await current_owner(request)
-    body = _json_object(await request.body())
+    raw = await request.body()
+    body = _json_object(raw)
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise InvalidRequest([FieldError("model", "is required: the name of your endpoint")])
     inference: InferenceRouter = request.app.state.inference
     endpoint = await inference.endpoint(owner, name)
     inference.pick_target(endpoint)  # 503 now, with the status, if no group is ready
-    # The engine serves the model under its model name; clients address the endpoint.
-    upstream = orjson.dumps({**body, "model": endpoint.spec.model_name})
-    return await _relay(
-        await inference.send(endpoint, path, upstream), stream=bool(body.get("stream"))
-    )
+    # The engine serves under the endpoint's name (`EndpointSpec.served_model_name`), the
+    # `model` the caller sent: the body goes through as sent, and answers carry that name.
+    return await _relay(await inference.send(endpoint, path, raw), stream=bool(body.get("stream")))
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
