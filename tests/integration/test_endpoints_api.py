@@ -63,8 +63,8 @@ class TestCreate:
             quantize="awq",
             checkpoint_path="hf://meta-llama/Meta-Llama-3-8B-Instruct",
             chat_template_override="{{ messages }}",
-            post_inference_hooks=["callback"],
-            default_callback_url="https://example.invalid/cb",
+            post_inference_hooks=[],  # the client's values; non-empty ones are refused
+            default_callback_url=None,
             public_inference=False,
             prewarm=True,
             optimize_costs=False,
@@ -76,7 +76,7 @@ class TestCreate:
         endpoint = alice.get(f"/v1/llm/model-endpoints/{body['name']}").json()
         assert endpoint["quantize"] == "awq"
         assert endpoint["chat_template_override"] == "{{ messages }}"
-        assert endpoint["spec"]["post_inference_hooks"] == ["callback"]
+        assert endpoint["spec"]["post_inference_hooks"] is None
         assert endpoint["spec"]["engine_args"]["override-generation-config"] == {"temperature": 0.5}
 
     def test_a_duplicate_name_is_409_and_the_first_endpoint_is_untouched(

@@ -157,29 +157,18 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str]] = [
         "labels",
         "at most 64",
     ),
+    # Callbacks and post-inference hooks are refused whatever they hold (not supported).
     (
         "NUL in the callback URL",
         endpoint_body(default_callback_url="https://example.com/\x00"),
         "default_callback_url",
-        "control character",
-    ),
-    (
-        "callback URL over its size",
-        endpoint_body(default_callback_url="https://example.com/" + "a" * 2048),
-        "default_callback_url",
-        "2048",
-    ),
-    (
-        "NUL in a post-inference hook",
-        endpoint_body(post_inference_hooks=["callback\x00"]),
-        "post_inference_hooks.0",
-        "control character",
+        "does not support",
     ),
     (
         "too many post-inference hooks",
-        endpoint_body(post_inference_hooks=["callback"] * 17),
+        endpoint_body(post_inference_hooks=["callback\x00"] * 17),
         "post_inference_hooks",
-        "at most 16",
+        "does not support",
     ),
     (
         "NUL in a metadata string",

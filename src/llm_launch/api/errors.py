@@ -1,8 +1,13 @@
-"""Map domain errors and request-parsing errors to HTTP responses, once, for every route."""
+"""Map domain errors and request-parsing errors to HTTP responses, once, for every route.
+
+`field_errors` turns pydantic's errors into field errors; the API's handler and
+`api.schemas.request_fields` (the CLI's `plan` and `render`) both use it, so a body is
+refused with the same messages wherever it is checked.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -111,15 +116,20 @@ def _one_message(messages: list[str]) -> str:
     return "; ".join(messages)
 
 
-def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def field_errors(pydantic_errors: Iterable[Any]) -> list[FieldError]:
+    """One FieldError per field pydantic refused, its messages folded into one."""
     by_field: dict[str, list[str]] = {}
-    for item in exc.errors():
+    for item in pydantic_errors:
         described = _describe(item)
         messages = by_field.setdefault(described.field, [])
         if described.message not in messages:
             messages.append(described.message)
-    errors = [FieldError(path, _one_message(messages)) for path, messages in by_field.items()]
+    return [FieldError(path, _one_message(messages)) for path, messages in by_field.items()]
+
+
+def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = field_errors(exc.errors())
     message = "invalid request: " + "; ".join(str(e) for e in errors)
     return JSONResponse(error_body(message, errors), status_code=422)
 

@@ -1,28 +1,41 @@
 """Request and response bodies of the Launch LLM-engine REST shape.
 
-Requests forbid unknown fields (a misspelt field is an error, not silently dropped);
-responses mirror Launch's `GetLLMModelEndpointV1Response` so Launch clients work.
+Requests declare every field Launch's server defines, with Launch's types (null allowed),
+and forbid unknown fields (a misspelt field is an error, not silently dropped). Launch's
+engine fields (vLLM's and SGLang's) are generated from the domain's tables
+(`domain.launch_fields`), which also give each its meaning. Responses mirror Launch's
+`GetLLMModelEndpointV1Response` so Launch clients work.
 The rules themselves live in the domain (`domain.validation`, bounds in `domain.limits`),
 which reports every problem of a request at once. Here the integer bounds are published
 in /openapi.json, and free-form JSON is refused when too deep before pydantic walks it.
+`request_fields` checks a body outside the API (`llm-launch plan`, `render`) with the same
+models and the same error conversion as the API.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
+from pydantic import create_model as _create_model
 from pydantic_core import PydanticCustomError
 
+from llm_launch.api.errors import field_errors
 from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.errors import InvalidRequest
 from llm_launch.domain.inputs import describe, nesting_problem
+from llm_launch.domain.launch_fields import ENGINE_FIELD_TYPES, ValueType, field_description
 from llm_launch.domain.limits import MAX_JSON_DEPTH
 from llm_launch.domain.validation import INTEGER_BOUNDS
 
 StrictInt = Annotated[int, Strict()]
+StrictFloat = Annotated[float, Strict()]  # a JSON integer is a number too; true is not
 EngineArg = str | StrictInt | float | bool | list[Any] | dict[str, Any]
 Cpus = StrictInt | float | str
+# Launch's StorageSpecificationType: a Kubernetes quantity, or a number of bytes.
+Quantity = StrictInt | float | str
 
 
 def _bounded(name: str, description: str) -> Any:
@@ -58,7 +71,54 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _LLMFields(_Request):
+class CallbackBasicAuth(_Request):
+    kind: Literal["basic"]
+    username: str
+    password: str
+
+
+class CallbackMTLSAuth(_Request):
+    kind: Literal["mtls"]
+    cert: str
+    key: str
+
+
+CallbackAuth = Annotated[CallbackBasicAuth | CallbackMTLSAuth, Field(discriminator="kind")]
+
+_ENGINE_TYPES: dict[ValueType, Any] = {
+    ValueType.INT: StrictInt,
+    ValueType.FLOAT: StrictFloat,
+    ValueType.BOOL: bool,
+    ValueType.STR: str,
+    ValueType.STR_LIST: list[str],
+    ValueType.INT_LIST: list[StrictInt],
+    ValueType.OBJECT: dict[str, Any],
+}
+
+
+def _engine_field(name: str, value_type: ValueType) -> tuple[Any, Any]:
+    annotation = _ENGINE_TYPES[value_type]
+    if value_type is ValueType.OBJECT:
+        annotation = Annotated[annotation, _shallow_json(name)]
+    return annotation | None, Field(default=None, description=field_description(name))
+
+
+if TYPE_CHECKING:
+
+    class _LaunchEngineFields(_Request):
+        """Launch's vLLM and SGLang engine fields (generated at run time)."""
+
+else:
+    _LaunchEngineFields = _create_model(
+        "LaunchEngineFields",
+        __base__=_Request,
+        __doc__="Launch's vLLM and SGLang engine fields; `domain.launch_fields` gives each "
+        "its meaning.",
+        **{name: _engine_field(name, t) for name, t in sorted(ENGINE_FIELD_TYPES.items())},
+    )
+
+
+class _LLMFields(_LaunchEngineFields):
     """Fields create and update share, all optional here; rules live in the domain."""
 
     model_name: str | None = None
@@ -76,8 +136,8 @@ class _LLMFields(_Request):
         )
     )
     cpus: Cpus | None = None
-    memory: str | None = None
-    storage: str | None = None
+    memory: Quantity | None = None
+    storage: Quantity | None = None
     gpus: StrictInt | None = _bounded("gpus", "GPUs per node")
     gpu_type: str | None = None
     min_workers: StrictInt | None = _bounded("min_workers", "replica groups kept running")
@@ -85,13 +145,27 @@ class _LLMFields(_Request):
     per_worker: StrictInt | None = _bounded("per_worker", "concurrent requests per group")
     labels: dict[str, str] | None = None
     metadata: Annotated[dict[str, Any] | None, _shallow_json("metadata")] = None
-    post_inference_hooks: list[str] | None = None
-    default_callback_url: str | None = None
+    post_inference_hooks: list[str] | None = Field(
+        default=None, description="Not supported by llm-launch: only null or [] is accepted."
+    )
+    default_callback_url: str | None = Field(
+        default=None, description="Not supported by llm-launch: only null is accepted."
+    )
+    default_callback_auth: CallbackAuth | None = Field(
+        default=None, description="Not supported by llm-launch: only null is accepted."
+    )
     public_inference: bool | None = None
     prewarm: bool | None = None
     optimize_costs: bool | None = None
     high_priority: bool | None = None
     billing_tags: Annotated[dict[str, Any] | None, _shallow_json("billing_tags")] = None
+    task_expires_seconds: StrictInt | None = _bounded(
+        "task_expires_seconds", "Launch's queue setting: stored and returned"
+    )
+    queue_message_timeout_seconds: StrictInt | None = _bounded(
+        "queue_message_timeout_seconds", "Launch's queue setting: stored and returned"
+    )
+    enable_startup_metrics: bool | None = None
 
 
 class CreateEndpointRequest(_LLMFields):
@@ -107,6 +181,20 @@ class UpdateEndpointRequest(_LLMFields):
     endpoint_type: str | None = None
     inference_framework: str | None = None
     nodes_per_worker: StrictInt | None = _bounded("nodes_per_worker", "nodes per group")
+    force_bundle_recreation: bool | None = Field(
+        default=None,
+        description="true: recreate the endpoint's groups even if nothing else changed.",
+    )
+
+
+def request_fields(model: type[_Request], body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `body` sets, checked by `model` as the API checks a request body (the same
+    model, the same conversion of its errors); InvalidRequest names each bad field."""
+    try:
+        parsed = model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest(field_errors(exc.errors())) from exc
+    return parsed.model_dump(exclude_unset=True)
 
 
 class TaskResponse(BaseModel):

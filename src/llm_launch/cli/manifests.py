@@ -1,11 +1,15 @@
 """`llm-launch plan` and `llm-launch render`: what a create request becomes (the launch
-plan as JSON, the Kubernetes objects as YAML), without a server."""
+plan as JSON, the Kubernetes objects as YAML), without a server.
+
+The body is checked as `POST /v1/llm/model-endpoints` checks it (`create_spec`: the API's
+request model, its error conversion, then the domain's rules), so a body the API refuses,
+a misspelt field among them, is refused here with the same messages."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +22,10 @@ from llm_launch.cli.base import (
     read_body,
 )
 from llm_launch.config.loader import load_hardware_catalog
+
+if TYPE_CHECKING:
+    from llm_launch.domain.hardware import HardwareCatalog
+    from llm_launch.domain.spec import EndpointSpec
 
 BodyFile = Annotated[Path, typer.Option("-f", "--file", help="Create-request body (JSON).")]
 IpFamilyOption = Annotated[str, typer.Option(help="auto, ipv4 or ipv6")]
@@ -33,6 +41,14 @@ ConfigOption = Annotated[
         "the options here win over it",
     ),
 ]
+
+
+def create_spec(file: Path, catalog: HardwareCatalog) -> EndpointSpec:
+    """The spec of the create request in `file`, or InvalidRequest as the API answers it."""
+    from llm_launch.api.schemas import CreateEndpointRequest, request_fields
+    from llm_launch.domain.spec import build_spec
+
+    return build_spec(request_fields(CreateEndpointRequest, read_body(file)), catalog)
 
 
 def _plan_options(ip_family: str, socket_ifname: str, cluster_domain: str | None) -> Any:
@@ -53,11 +69,10 @@ def plan(
     hardware_catalog: CatalogOption = None,
 ) -> None:
     """Print the launch plan of a create request (roles, commands, env, ports) as JSON."""
-    from llm_launch.domain.spec import build_spec
     from llm_launch.engines.planner import plan_launch
 
     with explained():
-        spec = build_spec(read_body(file), load_hardware_catalog(hardware_catalog))
+        spec = create_spec(file, load_hardware_catalog(hardware_catalog))
         launch_plan = plan_launch(spec, _plan_options(ip_family, socket_ifname, cluster_domain))
     typer.echo(json.dumps(launch_plan.to_dict(), indent=2))
 
@@ -96,14 +111,13 @@ def render(
     )
     from llm_launch.config.kubernetes import ConfigFileError, load_installation_config
     from llm_launch.domain.names import label_value_problem
-    from llm_launch.domain.spec import build_spec
 
     for option, value in (("--owner", owner), ("--endpoint-id", endpoint_id or "")):
         if label_value_problem(value):
             raise fail(f"{option}: {label_value_problem(value)}")
     with explained():
         catalog = load_hardware_catalog(hardware_catalog)
-        spec = build_spec(read_body(file), catalog)
+        spec = create_spec(file, catalog)
         flags = {
             "kubernetes.namespace": namespace,
             "kubernetes.plan_options.ip_family": ip_family,

@@ -26,6 +26,13 @@ MAX_NODES_PER_WORKER = 64
 # GPUs per node (the hardware catalog bounds each type further) and shards over them.
 MAX_GPUS_PER_NODE = 64
 MAX_NUM_SHARDS = MAX_GPUS_PER_NODE
+# Launch's queue settings (stored and returned; llm-launch serves no queue-based endpoints):
+# how long a queued task may wait before it expires, and how long a worker holds a message
+# before the queue hands it to another. A week is longer than any caller waits for an
+# inference; 12 hours is SQS's largest visibility timeout, the most any of Launch's queue
+# services allows.
+MAX_TASK_EXPIRES_SECONDS = 7 * 24 * 3600
+MAX_QUEUE_MESSAGE_TIMEOUT_SECONDS = 12 * 3600
 # Any integer inside a free-form value (engine_args, metadata, billing_tags) must fit a
 # signed 64-bit integer: engines parse them as C longs, PostgreSQL's jsonb/bigint and
 # JavaScript clients lose or refuse larger ones.

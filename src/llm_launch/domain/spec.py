@@ -2,8 +2,13 @@
 
 `build_spec` turns the fields of a create request into a spec (applying defaults
 and the legacy `metadata._llm` mirror); `apply_update` merges an update into an
-existing spec. Both raise InvalidRequest with every broken rule, checked by
-`domain.validation`. The launch planner and every backend start from this type.
+existing spec. Both give Launch's engine fields their meaning (`domain.launch_fields`)
+and raise InvalidRequest with every broken rule, checked by `domain.validation`. The
+launch planner and every backend start from this type.
+
+Null means absent, in a create and in an update alike: Launch's official client sends every
+field it knows on every update, null when the caller left it unset, so a null never
+clears a field (an update changes only what it sets to a value).
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from typing import Any
 
 from llm_launch.domain.errors import FieldError, InvalidRequest
 from llm_launch.domain.hardware import HardwareCatalog
+from llm_launch.domain.launch_fold import (
+    LaunchFold,
+    fold_launch_fields,
+    quantity_text,
+    refuse_unsupported,
+)
 
 JsonValue = Any
 EngineArgValue = str | int | float | bool | list[Any] | dict[str, Any]
@@ -59,6 +70,9 @@ class EndpointSpec:
     task_expires_seconds: int | None = None
     queue_message_timeout_seconds: int | None = None
     enable_startup_metrics: bool | None = None
+    # Bumped by an update with Launch's `force_bundle_recreation: true`; the launch plan
+    # carries it, so every backend sees a new plan and recreates the groups.
+    recreation: int = 0
 
     @property
     def is_multinode(self) -> bool:
@@ -105,26 +119,6 @@ IMMUTABLE_FIELDS = frozenset(
     {"name", "inference_framework", "endpoint_type", "nodes_per_worker", "source"}
 )
 
-# Fields an update may clear by sending null.
-NULLABLE_FIELDS = frozenset(
-    {
-        "gpu_type",
-        "storage",
-        "quantize",
-        "checkpoint_path",
-        "chat_template_override",
-        "post_inference_hooks",
-        "default_callback_url",
-        "prewarm",
-        "optimize_costs",
-        "high_priority",
-        "billing_tags",
-        "task_expires_seconds",
-        "queue_message_timeout_seconds",
-        "enable_startup_metrics",
-    }
-)
-
 _REQUIRED = (
     "name",
     "model_name",
@@ -139,20 +133,22 @@ _REQUIRED = (
 
 def build_spec(fields: Mapping[str, Any], catalog: HardwareCatalog) -> EndpointSpec:
     """Build and validate a spec from the fields a create request set explicitly."""
-    from llm_launch.domain.validation import validate_spec
-
     values = {k: v for k, v in fields.items() if v is not None}
     errors = [FieldError(k, "is required") for k in _REQUIRED if k not in values]
     metadata = dict(values.get("metadata") or {})
     errors += _adopt_llm_metadata(values, metadata.pop("_llm", None))
     values["metadata"] = metadata
     values.setdefault("inference_framework", "vllm")
+    errors += refuse_unsupported(values)
+    quantity_text(values)
+    fold = fold_launch_fields(values, values["inference_framework"])
+    errors += fold.errors
     if "gpus" in values and "num_shards" not in values:
         values["num_shards"] = max(int(values["gpus"]), 1)
     if any(e.message == "is required" for e in errors):
         raise InvalidRequest(errors)
     spec = EndpointSpec.from_dict(values)
-    errors += validate_spec(spec, catalog).errors
+    errors += _checked(spec, fold, catalog)
     if errors:
         raise InvalidRequest(errors)
     return spec
@@ -161,13 +157,15 @@ def build_spec(fields: Mapping[str, Any], catalog: HardwareCatalog) -> EndpointS
 def apply_update(
     current: EndpointSpec, changes: Mapping[str, Any], catalog: HardwareCatalog
 ) -> EndpointSpec:
-    """Merge the fields an update request set into `current`, and validate the result."""
-    from llm_launch.domain.validation import validate_spec
-
-    changes = dict(changes)
-    errors: list[FieldError] = []
+    """Merge the fields an update request set to a value into `current`, and validate the
+    result. `force_bundle_recreation: true` bumps `recreation`, so the groups are recreated
+    even when nothing else changed."""
+    changes = {k: v for k, v in changes.items() if v is not None}  # null means absent
+    recreate = changes.pop("force_bundle_recreation", False) is True
+    errors = refuse_unsupported(changes)
+    quantity_text(changes)
     if "metadata" in changes:
-        metadata = dict(changes["metadata"] or {})
+        metadata = dict(changes["metadata"])
         errors += _adopt_llm_metadata(changes, metadata.pop("_llm", None))
         changes["metadata"] = metadata
     errors += [
@@ -179,19 +177,33 @@ def apply_update(
         for key in sorted(IMMUTABLE_FIELDS & changes.keys())
         if changes[key] != getattr(current, key)
     ]
-    errors += [
-        FieldError(key, "may not be null")
-        for key, value in changes.items()
-        if value is None and key not in NULLABLE_FIELDS
-    ]
+    fold = fold_launch_fields(
+        changes, current.inference_framework, stored_engine_args=current.engine_args
+    )
+    errors += fold.errors
     values = {k: v for k, v in changes.items() if k not in IMMUTABLE_FIELDS}
     if "gpus" in values and "num_shards" not in values and current.num_shards == current.gpus:
         values["num_shards"] = max(int(values["gpus"]), 1)  # shards follow GPUs per node
+    if recreate:
+        values["recreation"] = current.recreation + 1
     if errors:
         raise InvalidRequest(errors)
     updated = dataclasses.replace(current, **values)
-    validate_spec(updated, catalog).raise_if_any()
+    if errors := _checked(updated, fold, catalog):
+        raise InvalidRequest(errors)
     return updated
+
+
+def _checked(spec: EndpointSpec, fold: LaunchFold, catalog: HardwareCatalog) -> list[FieldError]:
+    """Every rule `spec` breaks, errors about an engine flag named by the Launch field that
+    set it, and the derived Launch fields checked once the spec's types are sound."""
+    from llm_launch.domain.validation import validate_spec
+
+    problems = validate_spec(spec, catalog)
+    errors = fold.rename(problems.errors)
+    if not problems.malformed:
+        errors += fold.check_derived(spec)
+    return errors
 
 
 def _adopt_llm_metadata(values: dict[str, Any], llm: Any) -> list[FieldError]:

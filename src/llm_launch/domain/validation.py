@@ -49,7 +49,11 @@ INTEGER_BOUNDS: dict[str, tuple[int, int]] = {
     "nodes_per_worker": (1, limits.MAX_NODES_PER_WORKER),
     "gpus": (0, limits.MAX_GPUS_PER_NODE),
     "num_shards": (1, limits.MAX_NUM_SHARDS),
+    "task_expires_seconds": (1, limits.MAX_TASK_EXPIRES_SECONDS),
+    "queue_message_timeout_seconds": (1, limits.MAX_QUEUE_MESSAGE_TIMEOUT_SECONDS),
 }
+# Integer fields that may be absent (None).
+OPTIONAL_INTEGERS = frozenset({"task_expires_seconds", "queue_message_timeout_seconds"})
 # Text fields: (most bytes, whether tab/newline/CR are allowed); None means optional.
 TEXT_FIELDS: dict[str, tuple[int, bool]] = {
     "model_name": (limits.MAX_SHORT_TEXT_CHARS, False),
@@ -104,6 +108,8 @@ def validate_spec(spec: EndpointSpec, catalog: HardwareCatalog) -> Problems:
 def _check_integers(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
     for name, (low, high) in INTEGER_BOUNDS.items():
         value = getattr(spec, name)
+        if value is None and name in OPTIONAL_INTEGERS:
+            continue
         if not isinstance(value, int) or isinstance(value, bool):
             p.add(name, f"must be an integer (got {type(value).__name__})")
             p.malformed = True

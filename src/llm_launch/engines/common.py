@@ -90,6 +90,9 @@ def common_env(spec: EndpointSpec, options: PlanOptions) -> dict[str, str]:
     if spec.chat_template_override is not None:
         # A template is free text (it may even be "--"); the environment carries it intact.
         env["LLM_LAUNCH_CHAT_TEMPLATE"] = spec.chat_template_override
+    if spec.recreation:
+        # Launch's force_bundle_recreation: a new plan, so every backend recreates the groups.
+        env["LLM_LAUNCH_RECREATION"] = str(spec.recreation)
     return env
 
 

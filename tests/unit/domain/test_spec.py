@@ -56,12 +56,15 @@ class TestApplyUpdate:
         spec = build_spec(endpoint_body(gpus=2, num_shards=2), CATALOG)
         assert apply_update(spec, {"gpus": 4}, CATALOG).num_shards == 4
 
-    def test_null_clears_optional_fields_but_not_required_ones(self) -> None:
-        spec = build_spec(endpoint_body(quantize="awq"), CATALOG)
-        assert apply_update(spec, {"quantize": None}, CATALOG).quantize is None
-        with pytest.raises(InvalidRequest) as error:
-            apply_update(spec, {"memory": None}, CATALOG)
-        assert fields_of(error) == {"memory"}
+    def test_a_null_in_an_update_changes_nothing_as_launchs_client_sends_every_field(
+        self,
+    ) -> None:
+        spec = build_spec(endpoint_body(quantize="awq", labels={"team": "infra"}), CATALOG)
+        nulls = {"quantize": None, "memory": None, "gpu_type": None, "labels": None}
+        updated = apply_update(spec, {**nulls, "min_workers": 0}, CATALOG)
+        assert updated == build_spec(
+            endpoint_body(name=spec.name, quantize="awq", min_workers=0), CATALOG
+        )
 
     def test_the_llm_mirror_read_back_from_get_can_be_sent_unchanged(self) -> None:
         spec = build_spec(seed_body(), CATALOG)
