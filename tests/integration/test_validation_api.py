@@ -48,6 +48,18 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str]] = [
         "unknown GPU type",
     ),
     ("too many gpus per node", {"gpus": 16, "num_shards": 16}, "gpus", "at most 8"),
+    (
+        "MIG slices for tensor parallelism",
+        {"gpu_type": "nvidia-hopper-h100-1g20gb", "gpus": 2, "num_shards": 2},
+        "gpus",
+        "NCCL cannot shard a model across slices",
+    ),
+    (
+        "a MIG slice across nodes",
+        {"gpu_type": "nvidia-hopper-h100-3g40gb", "nodes_per_worker": 2},
+        "nodes_per_worker",
+        "must be 1 for gpu_type nvidia-hopper-h100-3g40gb",
+    ),
     ("num_shards differs from gpus", {"gpus": 2, "num_shards": 4}, "num_shards", "must equal gpus"),
     ("name not a DNS label", {"name": "My_Endpoint"}, "name", "DNS-1123"),
     ("name ending in a dash", {"name": "endpoint-"}, "name", "DNS-1123"),

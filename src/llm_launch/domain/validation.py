@@ -230,6 +230,8 @@ def _check_resources(spec: EndpointSpec, catalog: HardwareCatalog, p: Problems) 
                 "gpu_type",
                 f"unknown GPU type {clip(spec.gpu_type)}; one of {', '.join(catalog.names())}",
             )
+        elif gpu.mig is not None:  # one slice, one node: its own reasons, not a node's size
+            p.errors += catalog.mig_problems(gpu, spec.gpus, spec.nodes_per_worker)
         elif spec.gpus > gpu.max_gpus_per_node:
             p.add(
                 "gpus",

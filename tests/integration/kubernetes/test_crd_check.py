@@ -12,8 +12,13 @@ import pytest
 
 from llm_launch.backends.kubernetes.backend import KubernetesBackend
 from llm_launch.backends.kubernetes.config import KubernetesConfig
-from llm_launch.backends.kubernetes.crd_check import MINIMUM_LWS, LwsCrdUnsupported
+from llm_launch.backends.kubernetes.crd_check import (
+    MINIMUM_LWS,
+    LwsCrdUnsupported,
+    representative_specs,
+)
 from llm_launch.domain.hardware import HardwareCatalog
+from llm_launch.domain.validation import validate_spec
 from tests.fakes.kube.crds import vendored
 from tests.fakes.kube_api import FakeKubeApi
 from tests.integration.kubernetes.conftest import FAST
@@ -104,3 +109,14 @@ async def test_a_configuration_without_multi_node_endpoints_starts_without_the_c
     finally:
         await backend.close()
     assert not any(a.resource == "customresourcedefinitions" for a in kube_api.accesses)
+
+
+def test_every_spec_the_check_renders_is_one_the_api_would_accept() -> None:
+    # MIG slices run on one node only (no LeaderWorkerSet), so they bring no spec.
+    config = KubernetesConfig(namespace="default")
+    specs = representative_specs(config)
+    for spec in specs:
+        validate_spec(spec, config.catalog).raise_if_any()
+    rendered_types = {spec.gpu_type for spec in specs}
+    whole = {g.name for g in config.catalog.gpu_types.values() if g.mig is None}
+    assert rendered_types == whole

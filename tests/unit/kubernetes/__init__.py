@@ -130,6 +130,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "autoscaled-single-node": (single_node_vllm(min_workers=1, max_workers=5), {}),
     "autoscaled-multinode": (seed_body(min_workers=1, max_workers=12), {}),
     "cpu-only": (single_node_vllm(gpus=0, gpu_type=None, num_shards=1, storage=None), {}),
+    "mig-slice": (single_node_vllm(gpu_type="nvidia-hopper-h100-1g20gb", max_workers=3), {}),
     "placement-rdma-network-policy": (
         seed_body(),
         {

@@ -194,6 +194,31 @@ class TestResources:
         assert limits["limits"]["amd.com/gpu"] == "8"
         assert "nvidia.com/gpu" not in limits["limits"]
 
+    @pytest.mark.parametrize(
+        ("gpu_type", "resource"),
+        [
+            ("nvidia-hopper-h100-1g20gb", "nvidia.com/mig-1g.20gb"),
+            ("nvidia-hopper-h100-3g40gb", "nvidia.com/mig-3g.40gb"),
+        ],
+    )
+    def test_a_mig_endpoint_asks_for_its_slice_and_no_whole_gpu(
+        self, gpu_type: str, resource: str
+    ) -> None:
+        pod = deployment(single_node_vllm(gpu_type=gpu_type))["spec"]["template"]["spec"]
+        resources = containers({"spec": pod})["engine"]["resources"]
+        assert resources["requests"][resource] == resources["limits"][resource] == "1"
+        # The device plugin's mixed strategy: asking for both kinds is undefined.
+        assert "nvidia.com/gpu" not in resources["limits"]
+        assert pod["nodeSelector"] == {"k8s.amazonaws.com/accelerator": gpu_type}
+
+    def test_a_catalog_resource_wins_over_the_installation_s_gpu_resource(self) -> None:
+        gpu = dataclasses.replace(CATALOG.gpu_types["nvidia-ampere-a10"], resource="x.io/a10")
+        catalog = dataclasses.replace(CATALOG, gpu_types={**CATALOG.gpu_types, gpu.name: gpu})
+        pod = deployment(catalog=catalog, gpu_resource="amd.com/gpu")["spec"]["template"]["spec"]
+        limits = containers({"spec": pod})["engine"]["resources"]["limits"]
+        assert limits["x.io/a10"] == "1"
+        assert "amd.com/gpu" not in limits
+
 
 class TestNodeSelection:
     def test_nodes_are_selected_and_tolerated_from_the_hardware_catalog(self) -> None:

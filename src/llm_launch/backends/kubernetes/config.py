@@ -221,6 +221,7 @@ class KubernetesConfig:
     max_surge: int | str = 0
     plan_options: PlanOptions = field(default_factory=PlanOptions)
     catalog: HardwareCatalog = field(default_factory=load_hardware_catalog)
+    # The resource a GPU is requested as, unless the catalog's entry names its own (MIG).
     gpu_resource: str = "nvidia.com/gpu"
     # Memory-backed /dev/shm for NCCL and the engines' shared memory; capped at the
     # endpoint's memory, which it counts against.

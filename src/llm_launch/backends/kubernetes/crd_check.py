@@ -142,11 +142,13 @@ def rendered_leader_worker_sets(config: KubernetesConfig) -> list[Object]:
 
 
 def representative_specs(config: KubernetesConfig) -> list[EndpointSpec]:
-    """The runbook's multi-node SGLang endpoint on every GPU type of the catalog (each type
+    """The runbook's multi-node SGLang endpoint on every whole-GPU type of the catalog (each type
     brings its node selector, tolerations and RDMA resources), fixed and autoscaled, at
     high priority and not."""
     specs = []
     for gpu in config.catalog.gpu_types.values():
+        if gpu.mig is not None:
+            continue  # a MIG slice never runs multi-node (domain.hardware.MigSlice): no LWS
         base = {
             "name": "crd-check",
             "model_name": "deepseek-r1",

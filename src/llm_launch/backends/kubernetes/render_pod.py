@@ -188,7 +188,11 @@ def _engine_resources(ctx: PodContext) -> Manifest:
     if spec.storage is not None:
         amounts["ephemeral-storage"] = spec.storage
     if spec.gpus > 0:
-        amounts[ctx.config.gpu_resource] = str(spec.gpus)
+        # The catalog's resource for this GPU type (a MIG slice's own, under the device
+        # plugin's "mixed" strategy), else the installation's.
+        default = ctx.config.gpu_resource
+        resource = ctx.gpu.resource_name(default) if ctx.gpu is not None else default
+        amounts[resource] = str(spec.gpus)
     if ctx.in_leaderworkerset and ctx.gpu is not None:
         # RDMA devices for NCCL between the group's nodes (the catalog's extra_resources).
         amounts.update(ctx.gpu.extra_resources)
