@@ -6,7 +6,7 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 
-from llm_launch.backends.base import Observation
+from llm_launch.backends.base import Observation, ServingPoint
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, LaunchError, UpstreamFailed
 from llm_launch.domain.spec import EndpointSpec
@@ -28,6 +28,9 @@ class FakeBackend:
     teardown_gate: threading.Event | None = None
     teardown_failures: int = 0  # the first N teardowns fail, as an unreachable API would
     teardown_attempts: int = 0
+    serving: ServingPoint = field(
+        default_factory=lambda: ServingPoint("http://fake-forwarder", "fake-workload", 256)
+    )
 
     def check(self, spec: EndpointSpec) -> list[FieldError]:
         return list(self.refuse)
@@ -55,6 +58,9 @@ class FakeBackend:
 
     def targets(self, endpoint: Endpoint) -> list[str]:
         return []
+
+    def serving_point(self, endpoint: Endpoint) -> ServingPoint:
+        return self.serving
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         return ""

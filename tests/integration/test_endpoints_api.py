@@ -40,11 +40,13 @@ class TestCreate:
             "memory": "800Gi",
             "storage": "900Gi",
             "nodes_per_worker": 2,
+            "optimize_costs": None,
         }
         assert spec["deployment_state"] == {
             "min_workers": 1,
             "max_workers": 1,
             "per_worker": 1,
+            "concurrent_requests_per_worker": 256,  # the forwarder's default limit
             "available_workers": 0,
             "unavailable_workers": 0,
         }

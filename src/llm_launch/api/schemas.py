@@ -3,8 +3,8 @@
 Requests declare every field Launch's server defines, with Launch's types (null allowed),
 and forbid unknown fields (a misspelt field is an error, not silently dropped). Launch's
 engine fields (vLLM's and SGLang's) are generated from the domain's tables
-(`domain.launch_fields`), which also give each its meaning. Responses mirror Launch's
-`GetLLMModelEndpointV1Response` so Launch clients work.
+(`domain.launch_fields`), which also give each its meaning. GET and list answers are in
+`api/responses.py`.
 The rules themselves live in the domain (`domain.validation`, bounds in `domain.limits`),
 which reports every problem of a request at once. Here the integer bounds are published
 in /openapi.json, and free-form JSON is refused when too deep before pydantic walks it.
@@ -15,7 +15,6 @@ models and the same error conversion as the API.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
@@ -23,7 +22,6 @@ from pydantic import create_model as _create_model
 from pydantic_core import PydanticCustomError
 
 from llm_launch.api.errors import field_errors
-from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import InvalidRequest
 from llm_launch.domain.inputs import describe, nesting_problem
 from llm_launch.domain.launch_fields import ENGINE_FIELD_TYPES, ValueType, field_description
@@ -203,109 +201,6 @@ class TaskResponse(BaseModel):
 
 class DeleteResponse(BaseModel):
     deleted: bool
-
-
-class DeploymentState(BaseModel):
-    min_workers: int
-    max_workers: int
-    per_worker: int
-    available_workers: int
-    unavailable_workers: int
-
-
-class ResourceState(BaseModel):
-    cpus: int | float | str
-    gpus: int
-    gpu_type: str | None
-    memory: str
-    storage: str | None
-    nodes_per_worker: int
-
-
-class EndpointSpecView(BaseModel):
-    id: str
-    name: str
-    endpoint_type: str
-    status: str
-    status_reason: str | None
-    created_by: str
-    created_at: datetime
-    last_updated_at: datetime
-    labels: dict[str, str]
-    metadata: dict[str, Any]
-    post_inference_hooks: list[str] | None
-    default_callback_url: str | None
-    public_inference: bool
-    deployment_state: DeploymentState
-    resource_state: ResourceState
-    engine_args: dict[str, Any]
-
-
-class EndpointResponse(BaseModel):
-    id: str
-    name: str
-    model_name: str
-    source: str
-    status: str
-    inference_framework: str
-    inference_framework_image_tag: str
-    num_shards: int
-    quantize: str | None
-    checkpoint_path: str | None
-    chat_template_override: str | None
-    spec: EndpointSpecView
-
-    @classmethod
-    def from_endpoint(cls, endpoint: Endpoint) -> EndpointResponse:
-        s = endpoint.spec
-        return cls(
-            id=endpoint.id,
-            name=s.name,
-            model_name=s.model_name,
-            source=s.source,
-            status=endpoint.status.value,
-            inference_framework=s.inference_framework,
-            inference_framework_image_tag=s.inference_framework_image_tag,
-            num_shards=s.num_shards,
-            quantize=s.quantize,
-            checkpoint_path=s.checkpoint_path,
-            chat_template_override=s.chat_template_override,
-            spec=EndpointSpecView(
-                id=endpoint.id,
-                name=s.name,
-                endpoint_type=s.endpoint_type,
-                status=endpoint.status.value,
-                status_reason=endpoint.status_reason,
-                created_by=endpoint.owner,
-                created_at=endpoint.created_at,
-                last_updated_at=endpoint.last_updated_at,
-                labels=dict(s.labels),
-                metadata={**s.metadata, "_llm": s.llm_metadata()},
-                post_inference_hooks=s.post_inference_hooks,
-                default_callback_url=s.default_callback_url,
-                public_inference=s.public_inference,
-                deployment_state=DeploymentState(
-                    min_workers=s.min_workers,
-                    max_workers=s.max_workers,
-                    per_worker=s.per_worker,
-                    available_workers=endpoint.available_workers,
-                    unavailable_workers=endpoint.unavailable_workers,
-                ),
-                resource_state=ResourceState(
-                    cpus=s.cpus,
-                    gpus=s.gpus,
-                    gpu_type=s.gpu_type,
-                    memory=s.memory,
-                    storage=s.storage,
-                    nodes_per_worker=s.nodes_per_worker,
-                ),
-                engine_args=dict(s.engine_args),
-            ),
-        )
-
-
-class ListEndpointsResponse(BaseModel):
-    model_endpoints: list[EndpointResponse]
 
 
 class ErrorItem(BaseModel):

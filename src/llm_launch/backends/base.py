@@ -26,6 +26,16 @@ class Observation:
     unavailable_workers: int
 
 
+@dataclass(frozen=True)
+class ServingPoint:
+    """Where an endpoint's traffic goes as its backend runs it: what GET and list show as
+    Launch's `destination`, `deployment_name` and `concurrent_requests_per_worker`."""
+
+    destination: str  # base URL(s) of what takes the endpoint's traffic; "" while none runs
+    deployment_name: str | None  # the workload's name, where the backend runs one
+    concurrent_requests_per_worker: int  # the limit of each group's forwarder
+
+
 class Backend(Protocol):
     """Runs endpoints. Every method is idempotent and safe to retry."""
 
@@ -53,6 +63,11 @@ class Backend(Protocol):
 
     def targets(self, endpoint: Endpoint) -> list[str]:
         """Base URLs of the forwarders of the endpoint's ready groups (for routing)."""
+        ...
+
+    def serving_point(self, endpoint: Endpoint) -> ServingPoint:
+        """Where the endpoint's traffic goes and how many requests each group's forwarder
+        takes at once (its --max-concurrency), as this backend runs it."""
         ...
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:

@@ -18,15 +18,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from llm_launch.backends.base import Backend
+from llm_launch.backends.base import Backend, ServingPoint
 from llm_launch.config.quotas import QuotaBook
 from llm_launch.domain.checkpoints import checkpoint_root_problem
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import InvalidRequest, NotFound
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.spec import EndpointSpec, apply_update, build_spec
+from llm_launch.engines.options import PlanOptions
 from llm_launch.services.deletes import Teardowns
-from llm_launch.store.repository import EndpointRepository
+from llm_launch.store.repository import EndpointOrder, EndpointRepository
 
 
 class EndpointService:
@@ -58,9 +59,23 @@ class EndpointService:
         return await self.repository.get(owner, name)
 
     async def list(
-        self, owner: str, name: str | None = None, *, include_deleting: bool = False
+        self,
+        owner: str,
+        name: str | None = None,
+        *,
+        include_deleting: bool = False,
+        order: EndpointOrder = EndpointOrder.OLDEST,
     ) -> list[Endpoint]:
-        return await self.repository.list_owned(owner, name, include_deleting=include_deleting)
+        return await self.repository.list_owned(
+            owner, name, include_deleting=include_deleting, order=order
+        )
+
+    def serving_point(self, endpoint: Endpoint) -> ServingPoint:
+        """Where the endpoint's traffic goes, for GET and list. Without a backend nothing
+        runs anywhere: no destination, and the forwarder limit every backend starts from."""
+        if self.backend is None:
+            return ServingPoint("", None, PlanOptions().forwarder_max_concurrency)
+        return self.backend.serving_point(endpoint)
 
     async def update(
         self, owner: str, name: str, changes: Mapping[str, Any]

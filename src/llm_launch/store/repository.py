@@ -12,6 +12,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, select, text, update
@@ -26,6 +27,26 @@ from llm_launch.domain.quotas import Quota, Usage, quota_problems
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.store.tables import EndpointRow, OperationRow
+
+
+class EndpointOrder(StrEnum):
+    """How a list is sorted: Launch's `ModelEndpointOrderBy`."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    ALPHABETICAL = "alphabetical"
+
+
+def _order_by(order: EndpointOrder, dialect: str) -> tuple[Any, ...]:
+    """The ORDER BY of `order`. Names sort by code point on every database: PostgreSQL's
+    default collation may follow the locale, which skips hyphens ("a-c" before "ab").
+    Names are unique per owner, so they also make equal creation times list stably."""
+    name = EndpointRow.name.collate("C") if dialect == "postgresql" else EndpointRow.name
+    if order is EndpointOrder.NEWEST:
+        return (EndpointRow.created_at.desc(), name)
+    if order is EndpointOrder.OLDEST:
+        return (EndpointRow.created_at, name)
+    return (name,)
 
 
 def _now() -> datetime:
@@ -150,17 +171,23 @@ class EndpointRepository:
         return _to_endpoint(row)
 
     async def list_owned(
-        self, owner: str, name: str | None = None, *, include_deleting: bool = False
+        self,
+        owner: str,
+        name: str | None = None,
+        *,
+        include_deleting: bool = False,
+        order: EndpointOrder = EndpointOrder.OLDEST,
     ) -> list[Endpoint]:
-        """The owner's endpoints; with `include_deleting`, also those whose teardown is
-        still going on (DELETE_IN_PROGRESS, with its progress or failure as the reason)."""
+        """The owner's endpoints in `order`; with `include_deleting`, also those whose
+        teardown is still going on (DELETE_IN_PROGRESS, with its progress or failure as
+        the reason)."""
         query = select(EndpointRow).where(EndpointRow.owner == owner)
         if not include_deleting:
             query = query.where(_not_deleting())
         if name is not None:
             query = query.where(EndpointRow.name == name)
         async with self._sessions() as session:
-            rows = (await session.scalars(query.order_by(EndpointRow.created_at))).all()
+            rows = (await session.scalars(query.order_by(*_order_by(order, self._dialect)))).all()
         return [_to_endpoint(r) for r in rows]
 
     async def list_all(self, known: Mapping[str, Endpoint] | None = None) -> list[Endpoint]:

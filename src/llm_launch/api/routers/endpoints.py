@@ -8,18 +8,19 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from llm_launch.api.auth import current_owner
+from llm_launch.api.responses import EndpointResponse, ListEndpointsResponse
 from llm_launch.api.schemas import (
     CreateEndpointRequest,
     DeleteResponse,
-    EndpointResponse,
     ErrorResponse,
-    ListEndpointsResponse,
     TaskResponse,
     UpdateEndpointRequest,
 )
+from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, InvalidRequest
 from llm_launch.domain.names import dns1123_label_problem
 from llm_launch.services.endpoints import EndpointService
+from llm_launch.store.repository import EndpointOrder
 
 router = APIRouter(
     prefix="/v1/llm/model-endpoints",
@@ -55,6 +56,10 @@ def _checked_name(name: str) -> str:
 Name = Annotated[str, Depends(_checked_name)]  # a dependency: FastAPI reads `name` from the path
 
 
+def _answer(service: EndpointService, endpoint: Endpoint) -> EndpointResponse:
+    return EndpointResponse.from_endpoint(endpoint, service.serving_point(endpoint))
+
+
 @router.post("", response_model=TaskResponse)
 async def create_endpoint(
     body: CreateEndpointRequest, owner: Owner, service: Service
@@ -75,20 +80,25 @@ async def list_endpoints(
             "(DELETE_IN_PROGRESS; status_reason says how it goes, a failure included)"
         ),
     ] = False,
+    order_by: Annotated[
+        EndpointOrder,
+        Query(
+            description="Launch's order: newest or oldest (by creation) first, or "
+            "alphabetical (by name); oldest when left out"
+        ),
+    ] = EndpointOrder.OLDEST,
 ) -> ListEndpointsResponse:
     if name is not None and dns1123_label_problem(name) is not None:
         # No endpoint can have it, so none matches; the database never sees it (a NUL in
         # it was a 500 on PostgreSQL).
         return ListEndpointsResponse(model_endpoints=[])
-    endpoints = await service.list(owner, name, include_deleting=include_deleting)
-    return ListEndpointsResponse(
-        model_endpoints=[EndpointResponse.from_endpoint(e) for e in endpoints]
-    )
+    endpoints = await service.list(owner, name, include_deleting=include_deleting, order=order_by)
+    return ListEndpointsResponse(model_endpoints=[_answer(service, e) for e in endpoints])
 
 
 @router.get("/{name}", response_model=EndpointResponse)
 async def get_endpoint(name: Name, owner: Owner, service: Service) -> EndpointResponse:
-    return EndpointResponse.from_endpoint(await service.get(owner, name))
+    return _answer(service, await service.get(owner, name))
 
 
 @router.put("/{name}", response_model=TaskResponse)

@@ -1,10 +1,11 @@
 """KubernetesBackend: runs endpoints as LeaderWorkerSets (multi-node) or Deployments.
 
 Callers: the reconciler (`services/reconciler.py`: apply, observe, teardown,
-collect_garbage), the endpoint service (teardown on delete, logs) and the inference router
-(`targets`). Next hops: `render.render_endpoint` (spec -> manifests), `apply` (server-side
-apply, prune, delete and wait), `watch` (informers whose caches `observe` and `targets`
-read), `status` (cache -> Observation), `client.KubeClient` (pod logs).
+collect_garbage), the endpoint service (teardown on delete, logs, `serving_point` for GET
+and list) and the inference router (`targets`). Next hops: `render.render_endpoint` (spec ->
+manifests), `apply` (server-side apply, prune, delete and wait), `watch` (informers whose
+caches `observe` and `targets` read), `status` (cache -> Observation), `client.KubeClient`
+(pod logs).
 
 The reconciler calls `apply` and `observe` every pass (about twice a second per endpoint):
 `apply` reaches the API server only when the endpoint's generation changed, when the
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_launch.backends.base import Observation
+from llm_launch.backends.base import Observation, ServingPoint
 from llm_launch.backends.kubernetes import apply as applier
 from llm_launch.backends.kubernetes.client import (
     DEPLOYMENT,
@@ -256,6 +257,16 @@ class KubernetesBackend:
         return [
             service_url(endpoint.owner, endpoint.spec, self.namespace, self.config.service_port)
         ]
+
+    def serving_point(self, endpoint: Endpoint) -> ServingPoint:
+        """The endpoint's Service (the leader Service of a multi-node one), whose name is
+        fixed whatever runs behind it, and its LeaderWorkerSet's or Deployment's name."""
+        owner, spec = endpoint.owner, endpoint.spec
+        return ServingPoint(
+            destination=service_url(owner, spec, self.namespace, self.config.service_port),
+            deployment_name=object_name(owner, spec),
+            concurrent_requests_per_worker=self.config.plan_options.forwarder_max_concurrency,
+        )
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         """`process` is `rank-N` (container `engine` of rank N) or `forwarder` (the

@@ -1,7 +1,8 @@
 """LocalBackend: the embedded default backend; runs endpoints as local process groups.
 
 The reconciler (services/reconciler.py) calls apply/observe/teardown; the inference
-router asks `targets` for the forwarders of ready groups. Group records are written to
+router asks `targets` for the forwarders of ready groups, the endpoint service asks
+`serving_point` for those of running ones (GET and list). Group records are written to
 `<data_dir>/local-backend/<endpoint id>.json`, so a restarted server adopts the groups
 it started (or stops them), and never leaves orphan processes.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from llm_launch.backends.base import Observation
+from llm_launch.backends.base import Observation, ServingPoint
 from llm_launch.backends.local.capacity import Capacity
 from llm_launch.backends.local.controller import CRASH_LOOP_FAILURES, EndpointRuntime
 from llm_launch.backends.local.engine_mode import resolve_engine_mode
@@ -62,6 +63,7 @@ class LocalBackend:
         defaults = PlanOptions()
         self._hang_restart_s = hang_restart_s or defaults.hang_restart_s
         self._drain_grace_s = defaults.drain_grace_s if drain_grace_s is None else drain_grace_s
+        self._max_concurrency = defaults.forwarder_max_concurrency  # each forwarder's limit
         # Passed to every process: the startup program refuses a local checkpoint whose real
         # path (links resolved) leaves them, which the API's text-only check cannot see.
         self._checkpoint_roots = ",".join(str(root) for root in checkpoint_roots)
@@ -129,6 +131,14 @@ class LocalBackend:
         runtime = self._runtimes.get(endpoint.id)
         return runtime.ready_urls() if runtime else []
 
+    def serving_point(self, endpoint: Endpoint) -> ServingPoint:
+        """The forwarders of the endpoint's running groups (ready or not), by group; no
+        workload has a name here, the groups being plain processes."""
+        runtime = self._runtimes.get(endpoint.id)
+        groups = runtime.all_groups() if runtime else []
+        urls = [g.forwarder_url for g in sorted(groups, key=lambda g: g.index) if g.processes]
+        return ServingPoint(",".join(urls), None, self._max_concurrency)
+
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         path = self._log_root(endpoint) / f"group-{group}" / f"{process}.log"
         if not path.exists():
@@ -184,6 +194,7 @@ class LocalBackend:
             forwarder_program=(sys.executable, "-m", "llm_launch.runtime.forwarder"),
             hang_restart_s=self._hang_restart_s,
             drain_grace_s=self._drain_grace_s,
+            forwarder_max_concurrency=self._max_concurrency,
         )
         return plan_launch(endpoint.spec, options)
 
