@@ -154,7 +154,7 @@ async def ready_groups(backend: LocalBackend, endpoint: Endpoint, count: int) ->
 
 async def stream(url: str, started: asyncio.Event) -> list[str]:
     """A streamed completion through a group's forwarder: its SSE data lines."""
-    body = {"model": "llama-3-8b-instruct", "prompt": "tell me", "stream": True,
+    body = {"model": "drain-me", "prompt": "tell me", "stream": True,  # served as its name
             "max_tokens": STREAM_TOKENS, "ignore_eos": True}  # fmt: skip
     lines = []
     async with (
