@@ -36,7 +36,7 @@ AWKWARD_ENGINE_ARGS: dict[str, Any] = {
     "mem_fraction_static": 0.85,
     "context-length": 32768,
     "file-storage-path": "/data/sglang files/two  spaces",
-    "api-key": "a key with spaces and 'quotes'",
+    "revision": "a value with spaces and 'quotes'",
 }
 # What SGLang must read back for each of them (its field names, its types).
 AWKWARD_EXPECTED: dict[str, Any] = {
@@ -46,7 +46,7 @@ AWKWARD_EXPECTED: dict[str, Any] = {
     "mem_fraction_static": 0.85,
     "context_length": 32768,
     "file_storage_path": "/data/sglang files/two  spaces",
-    "api_key": "a key with spaces and 'quotes'",
+    "revision": "a value with spaces and 'quotes'",
     "quantization": "fp8",
 }
 

@@ -267,6 +267,12 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str]] = [
         "--config",
     ),
     (
+        "an engine API key, which would refuse the forwarder (SGLang)",
+        sglang_body(engine_args={"api-key": "secret"}),
+        "engine_args.api-key",
+        "--api-key",
+    ),
+    (
         "not a flag of SGLang at all",
         sglang_body(engine_args={"context-lenght": 8192}),
         "engine_args.context-lenght",

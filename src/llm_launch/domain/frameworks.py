@@ -70,6 +70,7 @@ RESERVED_ENGINE_ARGS: dict[InferenceFramework, frozenset[str]] = {
             "quantization",
             "chat-template",
             "served-model-name",
+            "api-key",  # the engine would refuse the forwarder, which fronts it with its own token
             "config",  # a YAML file of flags: it could set every flag above
         }
     ),

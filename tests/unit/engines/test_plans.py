@@ -145,7 +145,7 @@ def test_quantization_and_chat_template_come_from_the_request() -> None:
 
 class TestExtraArguments:
     AWKWARD: ClassVar[dict[str, Any]] = {
-        "api-key": "name with spaces",
+        "revision": "name with spaces",
         "json-model-override-args": {"rope_scaling": {"type": "yarn", "factor": 2.0}},
         "cuda-graph-bs-decode": [1, 2, 4],
         "enable-metrics": True,
@@ -156,7 +156,7 @@ class TestExtraArguments:
 
     def test_each_value_is_its_own_argv_item_and_survives_intact(self) -> None:
         argv = render_engine_args(self.AWKWARD)
-        assert flag(argv, "--api-key") == "name with spaces"
+        assert flag(argv, "--revision") == "name with spaces"
         assert flag(argv, "--json-model-override-args") == (
             '{"rope_scaling": {"type": "yarn", "factor": 2.0}}'
         )

@@ -47,9 +47,10 @@ class TestCommandLine:
         assert (args.host, args.port) == ("auto", 5000)  # resolved from POD_IP at start
 
     def test_the_vllm_plans_command_line_parses_with_readiness_by_generation(self) -> None:
-        config, _ = parse_args(forwarder_argv(endpoint_body()))
+        body = endpoint_body()
+        config, _ = parse_args(forwarder_argv(body))
         assert config.engine_api == "openai"
-        assert config.served_model_name == "llama-3-8b-instruct"
+        assert config.served_model_name == body["name"]  # the engine serves the endpoint's name
         assert config.ready_check_path is None
 
     def test_an_ipv6_plans_engine_url_makes_a_pool_for_the_ipv6_loopback(self) -> None:
