@@ -21,7 +21,7 @@ import pytest
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.errors import InvalidRequest
 from llm_launch.domain.launch_fields import SGLANG_FIELDS, Kind, LaunchField, ValueType
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from tests.builders import endpoint_body
 from tests.support.sglang_parser import INSTALL_TIMEOUT_S, ParsedArgv, SglangParser
 from tests.support.startup import Pod, dry_run, engine_container, plan_for

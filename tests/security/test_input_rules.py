@@ -21,7 +21,7 @@ from llm_launch.domain.engine_flags import engine_arg_key_problem
 from llm_launch.domain.errors import InvalidRequest
 from llm_launch.domain.frameworks import InferenceFramework
 from llm_launch.domain.quantity import parse_quantity
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from tests.builders import endpoint_body, seed_body
 
 CATALOG = load_hardware_catalog()

@@ -27,7 +27,7 @@ from llm_launch.backends.kubernetes.backend import KubernetesBackend
 from llm_launch.backends.kubernetes.render import render_endpoint, render_spec
 from llm_launch.backends.kubernetes.render_names import EndpointIdentity
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from tests.builders import endpoint_body, seed_body
 from tests.fakes.kube_api import FakeKubeApi
 from tests.integration.kubernetes.conftest import CATALOG, eventually

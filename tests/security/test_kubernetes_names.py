@@ -27,7 +27,7 @@ from llm_launch.backends.kubernetes.backend import KubernetesBackend
 from llm_launch.backends.kubernetes.render import render_endpoint
 from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.names import max_name_length
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
 from tests.builders import endpoint_body, seed_body
 from tests.fakes.kube_api import FakeKubeApi

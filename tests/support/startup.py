@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_launch.config.loader import load_hardware_catalog
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.engines.common import ENGINE_CONTAINER
 from llm_launch.engines.plan import ContainerPlan, LaunchPlan
 from llm_launch.engines.planner import plan_launch

@@ -46,7 +46,7 @@ ConfigOption = Annotated[
 def create_spec(file: Path, catalog: HardwareCatalog) -> EndpointSpec:
     """The spec of the create request in `file`, or InvalidRequest as the API answers it."""
     from llm_launch.api.schemas import CreateEndpointRequest, request_fields
-    from llm_launch.domain.spec import build_spec
+    from llm_launch.domain.spec_builder import build_spec
 
     return build_spec(request_fields(CreateEndpointRequest, read_body(file)), catalog)
 

@@ -24,7 +24,8 @@ from llm_launch.domain.checkpoints import checkpoint_root_problem
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import InvalidRequest, NotFound
 from llm_launch.domain.hardware import HardwareCatalog
-from llm_launch.domain.spec import EndpointSpec, apply_update, build_spec
+from llm_launch.domain.spec import EndpointSpec
+from llm_launch.domain.spec_builder import apply_update, build_spec
 from llm_launch.engines.options import PlanOptions
 from llm_launch.services.deletes import Teardowns
 from llm_launch.store.repository import EndpointOrder, EndpointRepository

@@ -16,7 +16,7 @@ from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.watch import WatchTiming
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
 from tests.fakes.kube_api import FakeKubeApi
 

@@ -17,7 +17,7 @@ from llm_launch.backends.local.group import GroupPorts, ProcessGroup, replace_fl
 from llm_launch.backends.local.ports import PortAllocator, PortsExhausted, port_is_free
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
 from tests.builders import endpoint_body
 

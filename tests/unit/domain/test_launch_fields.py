@@ -24,7 +24,8 @@ from llm_launch.domain.launch_fields import (
     LaunchField,
     ValueType,
 )
-from llm_launch.domain.spec import EndpointSpec, apply_update, build_spec
+from llm_launch.domain.spec import EndpointSpec
+from llm_launch.domain.spec_builder import apply_update, build_spec
 from llm_launch.engines.plan import LaunchPlan
 from llm_launch.engines.planner import plan_launch
 from tests.builders import endpoint_body, seed_body

@@ -7,7 +7,7 @@ import pytest
 
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.errors import FieldError, InvalidRequest
-from llm_launch.domain.spec import apply_update, build_spec
+from llm_launch.domain.spec_builder import apply_update, build_spec
 from tests.builders import endpoint_body, seed_body
 
 CATALOG = load_hardware_catalog()

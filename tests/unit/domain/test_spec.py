@@ -6,7 +6,8 @@ import pytest
 
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.errors import InvalidRequest
-from llm_launch.domain.spec import EndpointSpec, apply_update, build_spec
+from llm_launch.domain.spec import EndpointSpec
+from llm_launch.domain.spec_builder import apply_update, build_spec
 from tests.builders import endpoint_body, seed_body
 
 CATALOG = load_hardware_catalog()

@@ -8,7 +8,7 @@ import pytest
 
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.errors import InvalidRequest
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.engines.args import render_engine_args
 from llm_launch.engines.options import PlanOptions
 from llm_launch.engines.plan import IpFamily, LaunchPlan, Ports, Role

@@ -22,7 +22,7 @@ from llm_launch.backends.kubernetes.render_names import owner_suffix
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.hardware import HardwareCatalog
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.engines.options import PlanOptions
 from llm_launch.engines.plan import IpFamily

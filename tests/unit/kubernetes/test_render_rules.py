@@ -24,7 +24,7 @@ from llm_launch.backends.kubernetes.render import (
 )
 from llm_launch.config.loader import parse_hardware_catalog
 from llm_launch.domain.errors import InvalidRequest
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.engines.options import PlanOptions
 from llm_launch.engines.plan import IpFamily
 from llm_launch.engines.planner import plan_launch

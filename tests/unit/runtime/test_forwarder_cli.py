@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from llm_launch.config.loader import load_hardware_catalog
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.engines.options import PlanOptions
 from llm_launch.engines.plan import IpFamily
 from llm_launch.engines.planner import plan_launch
