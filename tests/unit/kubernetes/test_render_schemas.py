@@ -1,8 +1,9 @@
 """Every rendered object validates against the official Kubernetes schemas (kubernetes-validate,
 strict: unknown fields are errors) and every LeaderWorkerSet against the CRD's openAPIV3Schema.
 
-The CRD is read from the repository's copy, deploy/crds/ (one test checks that the copy is
-the shared one, ../shared/schemas/, when that folder is there). A CRD schema is OpenAPI v3
+The CRD is read from the repository's copy, deploy/crds/, the source of truth here: one test
+checks it against the digest recorded in deploy/crds/SHA256SUMS, and against the project's
+shared copy, ../shared/schemas/, when that folder is there. A CRD schema is OpenAPI v3
 with Kubernetes extensions, so before jsonschema sees it:
 - objects with `properties` refuse unknown fields (as the API server does with strict field
   validation, the kubectl default) unless `x-kubernetes-preserve-unknown-fields` is set;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[3]
 CRD_NAME = "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
 CRD_COPY = ROOT / "deploy" / "crds" / CRD_NAME
 SHARED_CRD = ROOT / ".." / "shared" / "schemas" / CRD_NAME
+# The vendored copy is the repository's source of truth; its digest is recorded beside it.
+CRD_SUMS = ROOT / "deploy" / "crds" / "SHA256SUMS"
 # A widely deployed release and the newest schemas kubernetes-validate bundles.
 K8S_VERSIONS = ("1.33", kubernetes_validate.latest_version())
 
@@ -257,8 +261,17 @@ class TestTheCrdCopy:
             ".spec.replicas"
         )
 
-    @pytest.mark.skipif(not SHARED_CRD.exists(), reason=f"{SHARED_CRD} is not here")
-    def test_the_repository_copy_equals_the_shared_schema(self) -> None:
-        assert CRD_COPY.read_bytes() == SHARED_CRD.read_bytes(), (
-            f"deploy/crds/{CRD_NAME} differs from ../shared/schemas/; copy it over"
+    def test_the_repository_copy_is_the_recorded_one_and_the_shared_one_where_it_exists(
+        self,
+    ) -> None:
+        recorded = dict(
+            reversed(line.split(maxsplit=1)) for line in CRD_SUMS.read_text().splitlines()
         )
+        digest = hashlib.sha256(CRD_COPY.read_bytes()).hexdigest()
+        assert recorded[CRD_NAME] == digest, (
+            f"deploy/crds/{CRD_NAME} changed: record its new digest in deploy/crds/SHA256SUMS"
+        )
+        if SHARED_CRD.exists():  # beside the project's shared files: they must agree too
+            assert CRD_COPY.read_bytes() == SHARED_CRD.read_bytes(), (
+                f"deploy/crds/{CRD_NAME} differs from ../shared/schemas/; copy it over"
+            )
