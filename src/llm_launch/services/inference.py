@@ -1,5 +1,10 @@
 """Route inference to an endpoint's ready groups (least requests in flight) and relay answers.
 
+Among the groups with the fewest requests in flight one is drawn at random: sequential
+traffic (always one in flight, so every group ties at zero) spreads over all ready groups
+instead of landing on the first one, and a busier group is still never chosen over an
+idler one.
+
 Called by the completion routes (api/routers/inference.py); the next hop is the forwarder
 on each group's leader. Every request crosses this module, so it uses the forwarder's own
 pooled keep-alive client (runtime/forwarder_transport.py: an order of magnitude less CPU
@@ -14,6 +19,7 @@ never returned half-read, which tells the forwarder to cancel the engine's reque
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -54,13 +60,16 @@ class InferenceRouter:
         backend: Backend | None,
         *,
         timeout_s: float = 600.0,
+        chance: random.Random | None = None,
     ) -> None:
         """`timeout_s` bounds the wait for an answer to start and, when streaming, every
         pause between two chunks: a group that accepts requests but never answers (a
-        stopped process) costs the client a 504 after it, never a hang."""
+        stopped process) costs the client a 504 after it, never a hang. `chance` draws
+        among equally busy groups (a seeded one makes the draw repeatable)."""
         self.repository = repository
         self.backend = backend
         self.timeout_s = timeout_s
+        self._chance = chance or random.Random()
         self._in_flight: dict[str, int] = {}
         self._cache: dict[tuple[str, str], tuple[float, Endpoint]] = {}
         self._pools: dict[str, EnginePool] = {}
@@ -84,6 +93,8 @@ class InferenceRouter:
         return endpoint
 
     def pick_target(self, endpoint: Endpoint, among: list[str] | None = None) -> str:
+        """One of the targets with the fewest requests in flight (through this router),
+        drawn at random among them; ServiceUnavailable when there is none."""
         targets = among or (self.backend.targets(endpoint) if self.backend is not None else [])
         if not targets:
             reason = f": {endpoint.status_reason}" if endpoint.status_reason else ""
@@ -91,7 +102,9 @@ class InferenceRouter:
                 f"endpoint {endpoint.name!r} has no ready workers (status "
                 f"{endpoint.status.value}{reason})"
             )
-        return min(targets, key=lambda t: self._in_flight.get(t, 0))
+        fewest = min(self._in_flight.get(t, 0) for t in targets)
+        idlest = [t for t in targets if self._in_flight.get(t, 0) == fewest]
+        return idlest[0] if len(idlest) == 1 else self._chance.choice(idlest)
 
     async def send(self, endpoint: Endpoint, path: str, body: bytes) -> UpstreamReply:
         """POST `body` to one of `endpoint`'s ready groups (the least busy).
