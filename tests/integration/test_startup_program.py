@@ -81,3 +81,38 @@ def test_the_engine_is_execd_with_its_argv_and_its_exit_status_is_kept(tmp_path:
     template = recorded["argv"][recorded["argv"].index("--chat-template") + 1]
     assert Path(template).read_text() == "{{ x }}"
     assert "exec [" in stderr
+
+
+def test_the_engine_starts_with_the_report_saying_so(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    out = tmp_path / "seen.json"
+    probe.write_text(
+        "import os, shutil\n"
+        f"shutil.copyfile(os.environ['LLM_LAUNCH_PROGRESS_FILE'], {str(out)!r})\n"
+    )
+    report_path = tmp_path / "run" / "progress.json"  # its folder is created as needed
+    result = run(
+        ["sglang", "--tp-size", "1", "--model", "m", "--bind-host", "127.0.0.1",
+         "--engine-program", f"{sys.executable} {probe}", "--weights-dir", str(tmp_path)],
+        POD_IP="127.0.0.1", LLM_LAUNCH_PROGRESS_FILE=str(report_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(out.read_text())
+    assert (seen["phase"], seen["rank"]) == ("starting-engine", 0)
+
+
+def test_a_simulated_engine_whose_checkpoint_is_missing_fails_with_a_failed_report(
+    tmp_path: Path,
+) -> None:
+    report_path = tmp_path / "progress.json"
+    missing = tmp_path / "nonexistent"
+    result = run(
+        ["vllm", "--tp-size", "1", "--model", "m", "--bind-host", "127.0.0.1",
+         f"--checkpoint-path=file://{missing}", "--weights-dir", str(tmp_path)],
+        POD_IP="127.0.0.1", LLM_LAUNCH_ENGINE_MODE="simulated",
+        LLM_LAUNCH_CHECKPOINT_ROOTS=str(tmp_path), LLM_LAUNCH_PROGRESS_FILE=str(report_path),
+    )  # fmt: skip
+    assert result.returncode == 1
+    report = json.loads(report_path.read_text())
+    assert report["phase"] == "failed"
+    assert report["detail"] == f"cannot fetch checkpoint file://{missing}: {missing} does not exist"

@@ -7,6 +7,7 @@ a pod; s5cmd is kept off PATH so the library path is the one exercised.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from llm_launch.runtime import weights as weights_module
 from llm_launch.runtime import weights_clients as weights
 from llm_launch.runtime.weights import MARKER_NAME, WeightsError, destination_name, fetch_checkpoint
 from tests.support.weights import Lines, read_tree
@@ -98,6 +100,28 @@ def test_the_fetched_copy_equals_the_source_prefix(s3: Any, weights_dir: Path) -
     assert log.matching("with boto3") and log.matching(f"{len(CHECKPOINT)} files")
     assert len(log.lines) <= 3
     assert leftovers(weights_dir) == [dest.name]
+
+
+def test_progress_knows_the_total_from_the_listing_while_it_copies(
+    s3: Any, weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(weights_module, "PROGRESS_POLL_S", 0.02)
+    monkeypatch.setattr(weights, "PARALLEL_DOWNLOADS", 1)  # one object at a time, slowly
+    download = weights._download_s3_object
+
+    def slow_download(client: Any, bucket: str, key: str, path: Path) -> None:
+        download(client, bucket, key, path)
+        time.sleep(0.1)
+
+    monkeypatch.setattr(weights, "_download_s3_object", slow_download)
+    heard: list[tuple[int, int | None]] = []
+
+    fetch_checkpoint(URI, weights_dir, log=Lines(), progress=lambda *a: heard.append(a))
+
+    size = sum(len(data) for data in CHECKPOINT.values())
+    assert {total for _, total in heard if total is not None} == {size}  # from the listing
+    assert any(0 < done < size and total == size for done, total in heard)  # during the copy
+    assert heard[-1] == (size, size)
 
 
 def test_a_second_fetch_is_skipped(s3: Any, weights_dir: Path) -> None:

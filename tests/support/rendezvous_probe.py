@@ -58,12 +58,17 @@ def serve(host: str, port: int, timeout: float) -> dict[str, str]:
         server.bind((host, port))
         server.listen()
         server.settimeout(timeout)
-        conn, peer = server.accept()
-        with conn:
-            conn.settimeout(timeout)
-            said = conn.makefile("r").readline().strip()
-            conn.sendall(b"welcome from rank 0\n")
-    return {"peer": peer[0], "said": said}
+        while True:
+            conn, peer = server.accept()
+            with conn:
+                conn.settimeout(timeout)
+                said = conn.makefile("r").readline().strip()
+                if not said:
+                    # A worker's startup program checking that the leader answers: it
+                    # connects and closes, as torch's store and Ray's head tolerate.
+                    continue
+                conn.sendall(b"welcome from rank 0\n")
+            return {"peer": peer[0], "said": said}
 
 
 def join(host: str, port: int, timeout: float, hello: str) -> dict[str, str]:

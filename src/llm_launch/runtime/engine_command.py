@@ -43,6 +43,14 @@ class ResolvedAddresses:
     family: IpFamily  # IPV4 or IPV6, never AUTO
 
 
+# Prints how many nodes of the Ray cluster this node belongs to are alive.
+_RAY_ALIVE = "import ray; ray.init(address='auto', logging_level='ERROR'); " \
+    "print(sum(1 for n in ray.nodes() if n['Alive']))"  # fmt: skip
+# The simulated engine's environment: what a real node would have found out by itself.
+SIM_GPUS_ENV = "LLM_LAUNCH_SIM_NUM_GPUS"  # GPUs of this node (Ray detects real ones)
+RAY_ADDRESS_ENV = "RAY_ADDRESS"  # the Ray head, for `vllm serve` (ray.init reads it too)
+
+
 @dataclass(frozen=True)
 class EngineLaunch:
     argv: tuple[str, ...]
@@ -50,6 +58,8 @@ class EngineLaunch:
     # vLLM multi-node: commands to run first (Ray head), and how many Ray nodes to await.
     before: tuple[tuple[str, ...], ...] = field(default=())
     await_ray_nodes: int | None = None
+    # Prints the number of live Ray nodes (last line of its output), while awaiting them.
+    ray_probe: tuple[str, ...] = ()
 
 
 def check_request(request: EngineRequest) -> None:
@@ -122,14 +132,22 @@ def _sglang(
 def _vllm(
     r: EngineRequest, a: ResolvedAddresses, model_path: str, chat_template_file: str | None
 ) -> EngineLaunch:
+    """vLLM's own commands; a simulated engine runs the very same argv, each program (`vllm`,
+    `ray`) replaced by the simulator's stand-in for it."""
     env = {"VLLM_HOST_IP": a.own_ip}
+    vllm: tuple[str, ...] = ("vllm",)
+    ray: tuple[str, ...] = ("ray",)
+    if r.engine_mode == SIMULATED:
+        simulator = (sys.executable, "-m", "llm_launch.simulator")
+        vllm, ray = (*simulator, "vllm"), (*simulator, "ray")
+        env[SIM_GPUS_ENV] = str(r.tp_size * r.pp_size // r.nnodes)
     if r.nnodes > 1 and r.node_rank > 0:
         assert a.leader_ip is not None
-        join = ("ray", "start", "--address", host_port(a.leader_ip, r.dist_port),
+        join = (*ray, "start", "--address", host_port(a.leader_ip, r.dist_port),
                 "--node-ip-address", a.own_ip, "--block", "--disable-usage-stats")  # fmt: skip
         return EngineLaunch(join, env)
     argv = [
-        "vllm", "serve", model_path,
+        *vllm, "serve", model_path,
         "--served-model-name", r.served_model_name,
         "--tensor-parallel-size", str(r.tp_size),
         "--host", bind_host(r, a.family),
@@ -139,9 +157,20 @@ def _vllm(
     if r.nnodes == 1:
         return EngineLaunch(tuple(argv) + r.extra_args, env)
     argv += ["--pipeline-parallel-size", str(r.pp_size), "--distributed-executor-backend", "ray"]
-    head = ("ray", "start", "--head", "--port", str(r.dist_port),
+    head = (*ray, "start", "--head", "--port", str(r.dist_port),
             "--node-ip-address", a.own_ip, "--disable-usage-stats")  # fmt: skip
-    return EngineLaunch(tuple(argv) + r.extra_args, env, before=(head,), await_ray_nodes=r.nnodes)
+    probe: tuple[str, ...] = (sys.executable, "-c", _RAY_ALIVE)
+    if r.engine_mode == SIMULATED:
+        head_address = host_port(a.own_ip, r.dist_port)
+        env[RAY_ADDRESS_ENV] = head_address
+        probe = (*ray, "status", "--address", head_address)
+    return EngineLaunch(
+        tuple(argv) + r.extra_args,
+        env,
+        before=(head,),
+        await_ray_nodes=r.nnodes,
+        ray_probe=probe,
+    )
 
 
 def _optional(r: EngineRequest, chat_template_file: str | None) -> list[str]:

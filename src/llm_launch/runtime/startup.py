@@ -7,10 +7,15 @@ pods and in the local backend's processes alike. In order, it:
 2. finds this pod's IP (POD_IP from the downward API, or resolution of its hostname);
 3. builds the engine command (`--host ::` on IPv6, bracketed `--dist-init-addr`) and
    refuses impossible groups (equal ports, rank out of range, tp x pp vs nodes);
-4. fetches the weights (runtime/weights.py), unless the engine is simulated;
-5. on the leader, waits until every worker's name resolves;
+4. fetches the weights (runtime/weights.py), also for a simulated engine where the
+   checkpoint is reachable from here (`simulated_fetch_skipped` says where it is not);
+5. on the leader, waits until every worker's name resolves; on a worker, until the
+   leader's rendezvous port answers;
 6. execs the engine, so signals reach it and its exit status is the pod's.
 `--dry-run` stops after step 3 and prints the argv and environment as JSON.
+
+At each step it reports its phase to `$LLM_LAUNCH_PROGRESS_FILE` (runtime/startup_progress.py),
+with the bytes fetched while it downloads, and the error when it fails.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from llm_launch.domain.checkpoints import parse_checkpoint_roots
+from llm_launch.domain.progress import Phase
 from llm_launch.engines.plan import IpFamily
 from llm_launch.runtime.engine_command import (
     SIMULATED,
@@ -40,17 +46,25 @@ from llm_launch.runtime.engine_command import (
 )
 from llm_launch.runtime.network import (
     Deadline,
+    Resolver,
     StartupError,
     family_of,
+    host_port,
     is_ip_literal,
+    pick_address,
     resolve_one,
+    system_resolver,
     wait_for_workers,
     with_cluster_domain,
     worker_names,
 )
+from llm_launch.runtime.startup_progress import ProgressReporter
 
 PROGRAM = "llm-launch-startup"
 ROOTS_VARIABLE = "LLM_LAUNCH_CHECKPOINT_ROOTS"
+LEADER_POLL_S = 1.0  # how often a worker tries the leader's rendezvous port
+LEADER_WAIT_LOG_S = 30.0  # how often it says it still waits
+RAY_POLL_S = 5.0  # how often the vLLM leader counts the Ray nodes that joined
 
 
 def log(message: str) -> None:
@@ -147,24 +161,61 @@ def resolve_addresses(args: argparse.Namespace, request: EngineRequest) -> Resol
     return ResolvedAddresses(own_ip=own_ip, leader_ip=leader_ip, family=family)
 
 
-def prepare_model(args: argparse.Namespace, request: EngineRequest) -> str:
+def prepare_model(
+    args: argparse.Namespace, request: EngineRequest, progress: ProgressReporter
+) -> str:
     """Step 4: the path the engine loads (the fetched checkpoint, or the model id)."""
     if not args.checkpoint_path:
         return str(args.model)
     if request.engine_mode == SIMULATED:
-        log(f"simulated engine: skipping the weights download of {args.checkpoint_path}")
-        return str(args.model)
+        skipped = simulated_fetch_skipped(args.checkpoint_path, os.environ)
+        if skipped is not None:
+            log(f"simulated engine: not fetching {args.checkpoint_path}: {skipped}")
+            return str(args.model)
     if args.dry_run:
         return f"<{args.checkpoint_path} fetched under {args.weights_dir}>"
     from llm_launch.runtime.weights import WeightsError, fetch_checkpoint
 
     try:
         path = fetch_checkpoint(
-            args.checkpoint_path, Path(args.weights_dir), log=log, checkpoint_roots=_roots()
+            args.checkpoint_path,
+            Path(args.weights_dir),
+            log=log,
+            checkpoint_roots=_roots(),
+            progress=progress.fetch_meter(args.checkpoint_path),
         )
         return str(path)
     except WeightsError as exc:
         raise StartupError(str(exc)) from exc
+
+
+_TRUE = ("1", "ON", "YES", "TRUE")  # huggingface_hub's reading of a boolean variable
+
+
+def simulated_fetch_skipped(uri: str, env: Mapping[str, str]) -> str | None:
+    """Why a simulated engine's startup does not fetch `uri`, or None: it fetches it as the
+    real one would, so a missing or empty checkpoint fails the same way.
+
+    The fetch runs where the checkpoint is reachable from this machine without the
+    network at large: a local path (file:// or absolute), S3 behind an endpoint configured
+    here (an S3-compatible store, AWS_ENDPOINT_URL), the Hugging Face cache when the Hub is
+    used offline (HF_HUB_OFFLINE). A scheme the fetch does not know is fetched, and so
+    refused as in real mode. Elsewhere the engine, which loads nothing, gets the model id.
+    """
+    scheme, sep, _ = uri.partition("://")
+    if not sep or scheme == "file":
+        return None
+    if scheme == "s3":
+        if env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"):
+            return None
+        return "no S3-compatible endpoint is configured here (AWS_ENDPOINT_URL)"
+    if scheme == "hf":
+        if env.get("HF_HUB_OFFLINE", "").upper() in _TRUE:
+            return None
+        return "the Hugging Face Hub is not used offline here (HF_HUB_OFFLINE)"
+    if scheme == "gs":
+        return "Google Cloud Storage is not fetched for a simulated engine"
+    return None
 
 
 def _roots() -> tuple[PurePosixPath, ...] | None:
@@ -198,7 +249,13 @@ def chat_template_file(args: argparse.Namespace) -> str | None:
     return str(path)
 
 
-def await_workers(args: argparse.Namespace, request: EngineRequest, family: IpFamily) -> None:
+def await_workers(
+    args: argparse.Namespace,
+    request: EngineRequest,
+    family: IpFamily,
+    progress: ProgressReporter,
+    resolver: Resolver = system_resolver,
+) -> None:
     """Step 5: the leader does not start before its workers are scheduled."""
     if request.node_rank != 0 or request.nnodes == 1:
         return
@@ -211,36 +268,90 @@ def await_workers(args: argparse.Namespace, request: EngineRequest, family: IpFa
         leader = with_cluster_domain(args.leader_address, args.cluster_domain)
         names = worker_names(leader, request.nnodes)
     log(f"waiting for {len(names)} worker(s): {', '.join(names)}")
-    wait_for_workers(names, family, Deadline(args.worker_wait_timeout), log=log)
+    awaited = list(names)
+    progress.report(Phase.WAITING_FOR_WORKERS, _awaited(awaited, request.nnodes))
+
+    def resolve(name: str, wanted: IpFamily) -> list[str]:
+        # The report follows the workers as their names resolve (their pods are scheduled).
+        addresses = resolver(name, wanted)
+        if name in awaited and pick_address(addresses, wanted) is not None:
+            awaited.remove(name)
+            progress.report(Phase.WAITING_FOR_WORKERS, _awaited(awaited, request.nnodes))
+        return addresses
+
+    wait_for_workers(names, family, Deadline(args.worker_wait_timeout), resolve, log=log)
 
 
-def start_engine(launch: EngineLaunch, timeout: float) -> None:
+def _awaited(names: Sequence[str], nnodes: int) -> str:
+    if not names:
+        return f"all {nnodes - 1} scheduled"
+    return f"{len(names)} of {nnodes - 1} not scheduled yet: {', '.join(names)}"
+
+
+def await_leader(
+    request: EngineRequest, addresses: ResolvedAddresses, progress: ProgressReporter
+) -> None:
+    """Step 5 on a worker: start the engine only once the leader's rendezvous port answers
+    (SGLang's store, or the Ray head, which `ray start --address` needs up).
+
+    No deadline: the leader may download weights for an hour first, and a worker giving up
+    would recreate the whole group (RecreateGroupOnPodRestart), download included. A
+    leader that never comes up is restarted by its own startup budget, the group with it.
+    """
+    if request.node_rank == 0 or addresses.leader_ip is None:
+        return
+    target = host_port(addresses.leader_ip, request.dist_port)
+    progress.report(Phase.WAITING_FOR_LEADER, f"its rendezvous port {target}")
+    started = next_note = time.monotonic()
+    while not _answers(addresses.leader_ip, request.dist_port):
+        if time.monotonic() >= next_note:
+            log(f"waiting for the leader at {target} ({time.monotonic() - started:.0f}s)")
+            next_note += LEADER_WAIT_LOG_S
+        time.sleep(LEADER_POLL_S)
+    log(f"the leader answers at {target}")
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=LEADER_POLL_S):
+            return True
+    except OSError:
+        return False
+
+
+def start_engine(launch: EngineLaunch, timeout: float, progress: ProgressReporter) -> None:
     """Step 6: run any preparatory command, then exec the engine."""
     env = {**os.environ, **launch.env}
+    if launch.before:
+        progress.report(Phase.WAITING_FOR_WORKERS, "starting the Ray head")
     for command in launch.before:
         log(f"running {json.dumps(list(command))}")
         subprocess.run(command, env=env, check=True)
     if launch.await_ray_nodes:
-        await_ray_nodes(launch.await_ray_nodes, timeout, env)
+        await_ray_nodes(launch, timeout, env, progress)
+    progress.report(Phase.STARTING_ENGINE)
     log(f"exec {json.dumps(list(launch.argv))}")
     os.execvpe(launch.argv[0], list(launch.argv), env)
 
 
-_RAY_ALIVE = "import ray; ray.init(address='auto', logging_level='ERROR'); " \
-    "print(sum(1 for n in ray.nodes() if n['Alive']))"  # fmt: skip
-
-
-def await_ray_nodes(count: int, timeout: float, env: dict[str, str]) -> None:
+def await_ray_nodes(
+    launch: EngineLaunch, timeout: float, env: dict[str, str], progress: ProgressReporter
+) -> None:
+    count = launch.await_ray_nodes or 0
     alive = 0
+    progress.report(Phase.WAITING_FOR_WORKERS, f"0 of {count} Ray nodes joined")
 
     def attempt() -> bool:
         nonlocal alive
-        result = subprocess.run([sys.executable, "-c", _RAY_ALIVE], env=env,
-                                capture_output=True, text=True)  # fmt: skip
-        alive = int(result.stdout.strip() or 0) if result.returncode == 0 else 0
+        result = subprocess.run(launch.ray_probe, env=env, capture_output=True, text=True)
+        lines = result.stdout.split()
+        seen = int(lines[-1]) if result.returncode == 0 and lines and lines[-1].isdigit() else 0
+        if seen != alive:
+            progress.report(Phase.WAITING_FOR_WORKERS, f"{seen} of {count} Ray nodes joined")
+        alive = seen
         return alive >= count
 
-    if not Deadline(timeout).run(attempt, interval=5.0):
+    if not Deadline(timeout).run(attempt, interval=RAY_POLL_S):
         raise StartupError(f"only {alive} of {count} Ray nodes joined within {timeout:g}s")
 
 
@@ -266,30 +377,37 @@ def dry_run_document(
     }
 
 
-def run(argv: Sequence[str]) -> int:
+def run(argv: Sequence[str], progress: ProgressReporter | None = None) -> int:
+    progress = progress or ProgressReporter(None, 0, log)
     args = parse_args(argv)
+    progress.rank = args.node_rank
+    if args.dry_run:
+        progress.path = None  # a dry run starts nothing, so it reports nothing
     request = engine_request(args)
     check_request(request)
+    if request.nnodes > 1:
+        progress.report(Phase.RESOLVING_LEADER, args.leader_address)
     addresses = resolve_addresses(args, request)
-    model_path = prepare_model(args, request)
+    model_path = prepare_model(args, request, progress)
     launch = build_engine_launch(request, addresses, model_path, chat_template_file(args))
     if args.dry_run:
         print(json.dumps(dry_run_document(request, addresses, launch), indent=2))
         return 0
-    await_workers(args, request, addresses.family)
+    await_workers(args, request, addresses.family, progress)
+    await_leader(request, addresses, progress)
     started = time.monotonic()
-    start_engine(launch, args.worker_wait_timeout)
+    start_engine(launch, args.worker_wait_timeout, progress)
     raise AssertionError(f"exec returned after {time.monotonic() - started:.1f}s")  # unreachable
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    progress = ProgressReporter.from_environment(log)
     try:
-        sys.exit(run(sys.argv[1:] if argv is None else argv))
-    except StartupError as exc:
+        sys.exit(run(sys.argv[1:] if argv is None else argv, progress))
+    except (StartupError, OSError, subprocess.CalledProcessError) as exc:
         log(f"error: {exc}")
-        sys.exit(1)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        log(f"error: {exc}")
+        # The one line a status shows for this rank: what failed, not the log's last line.
+        progress.report(Phase.FAILED, str(exc))
         sys.exit(1)
 
 

@@ -34,17 +34,22 @@ from llm_launch.domain.weights_cache import cache_directory_name
 from llm_launch.runtime.weights_clients import (
     Fetcher,
     Source,
+    Transfer,
     WeightsError,
     choose_fetcher,
     human_size,
 )
 
-__all__ = ["MARKER_NAME", "WeightsError", "destination_name", "fetch_checkpoint"]
+__all__ = ["MARKER_NAME", "Progress", "WeightsError", "destination_name", "fetch_checkpoint"]
 
 Log = Callable[[str], None]
+# Called about every PROGRESS_POLL_S while a copy runs, and once when it is complete, with
+# the bytes on disk so far and the total (None where the client does not list the source).
+Progress = Callable[[int, int | None], None]
 
 MARKER_NAME = ".llm-launch-complete"
-PROGRESS_INTERVAL_S = 30.0  # how often a running fetch reports files and bytes so far
+PROGRESS_INTERVAL_S = 30.0  # how often a running fetch logs files and bytes so far
+PROGRESS_POLL_S = 1.0  # how often it counts them for the progress callback
 LOCK_WAIT_LOG_S = 60.0  # how often a process waiting for another one's fetch says so
 LOCK_POLL_S = 1.0
 
@@ -55,6 +60,7 @@ def fetch_checkpoint(
     *,
     log: Log = print,
     checkpoint_roots: Sequence[PurePosixPath] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Make the checkpoint at `uri` available locally; return the directory the engine loads.
 
@@ -64,7 +70,8 @@ def fetch_checkpoint(
     nothing. They are checked to be non-empty directories. With `checkpoint_roots` (None: no
     check), a local directory is used only if its real path is under one of them; the engine
     then gets that real path, so a link swapped afterwards cannot redirect it. Remote
-    checkpoints are fetched once per weights directory and reused while a complete copy is there.
+    checkpoints are fetched once per weights directory and reused while a complete copy is there;
+    while one is copied, `progress` (if given) hears how far it got.
 
     Raises WeightsError, with a one-line message naming `uri` and the cause.
     """
@@ -87,7 +94,7 @@ def fetch_checkpoint(
             if locked:
                 _remove_stale_partials(dest, log)
             log(f"fetching {uri} into {dest} with {tool}")
-            return _fetch_staged(source, dest, fetch, log)
+            return _fetch_staged(source, dest, fetch, log, progress)
     except OSError as exc:
         raise WeightsError(uri, f"local file system error: {exc}") from exc
 
@@ -159,16 +166,21 @@ def _local_directory(source: Source, log: Log) -> Path:
 # --- staging, locking, completion -----------------------------------------------------------
 
 
-def _fetch_staged(source: Source, dest: Path, fetch: Fetcher, log: Log) -> Path:
+def _fetch_staged(
+    source: Source, dest: Path, fetch: Fetcher, log: Log, progress: Progress | None
+) -> Path:
     partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
     partial.mkdir()
     started = time.monotonic()
+    transfer = Transfer()
     try:
-        with _progress_reports(source.uri, partial, started, log):
-            fetch(source, partial)
+        with _progress_reports(source.uri, partial, started, log, transfer, progress):
+            fetch(source, partial, transfer)
         files, size = _tally(partial)
         if files == 0:
             raise WeightsError(source.uri, "the source holds no files")
+        if progress is not None:
+            progress(size, transfer.total_bytes or size)
         _write_marker(partial, source.uri, files, size)
         _publish(partial, dest, source.uri, log)
     finally:
@@ -248,21 +260,36 @@ def _remove_stale_partials(dest: Path, log: Log) -> None:
 
 
 @contextlib.contextmanager
-def _progress_reports(uri: str, directory: Path, started: float, log: Log) -> Iterator[None]:
-    """Log files and bytes present in `directory` every PROGRESS_INTERVAL_S while the body runs.
+def _progress_reports(
+    uri: str,
+    directory: Path,
+    started: float,
+    log: Log,
+    transfer: Transfer,
+    progress: Progress | None,
+) -> Iterator[None]:
+    """While the body runs, count the files and bytes present in `directory`: log them every
+    PROGRESS_INTERVAL_S, and give the bytes to `progress` every PROGRESS_POLL_S.
 
     Counting what has landed on disk works the same for every client, CLI or library.
     """
     stop = threading.Event()
+    poll_s = min(PROGRESS_POLL_S, PROGRESS_INTERVAL_S) if progress else PROGRESS_INTERVAL_S
 
     def report() -> None:
-        while not stop.wait(PROGRESS_INTERVAL_S):
+        next_log = started + PROGRESS_INTERVAL_S
+        while not stop.wait(poll_s):
             files, size = _tally(directory)
-            elapsed = max(time.monotonic() - started, 1e-3)
-            log(
-                f"fetching {uri}: {files} files, {human_size(size)} so far after {elapsed:.0f}s "
-                f"({human_size(size / elapsed)}/s)"
-            )
+            if progress is not None:
+                progress(size, transfer.total_bytes)
+            now = time.monotonic()
+            if now >= next_log:
+                next_log = now + PROGRESS_INTERVAL_S
+                elapsed = max(now - started, 1e-3)
+                log(
+                    f"fetching {uri}: {files} files, {human_size(size)} so far after "
+                    f"{elapsed:.0f}s ({human_size(size / elapsed)}/s)"
+                )
 
     thread = threading.Thread(target=report, name="weights-progress", daemon=True)
     thread.start()

@@ -49,7 +49,15 @@ class Source:
         return f"{self.scheme}://{self.root}/{folder}*"
 
 
-Fetcher = Callable[[Source, Path], None]  # fills an empty directory with the source's files
+@dataclass
+class Transfer:
+    """What a fetcher learns about its copy while it runs, for the progress reports."""
+
+    total_bytes: int | None = None  # set by the clients that list the source first
+
+
+# Fills an empty directory with the source's files; sets the Transfer's total when it can.
+Fetcher = Callable[[Source, Path, Transfer], None]
 
 
 def choose_fetcher(source: Source) -> tuple[str, Fetcher]:
@@ -86,7 +94,7 @@ def _optional_module(name: str) -> Any:
 
 
 def _tool_fetcher(argv: Callable[[Source, Path], list[str]]) -> Fetcher:
-    return lambda source, target: _run_tool(source, argv(source, target))
+    return lambda source, target, _transfer: _run_tool(source, argv(source, target))
 
 
 def _s5cmd_argv(s5cmd: str, source: Source, target: Path) -> list[str]:
@@ -162,7 +170,7 @@ def _download_all(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _s3_library_fetch(source: Source, target: Path) -> None:
+def _s3_library_fetch(source: Source, target: Path, transfer: Transfer) -> None:
     import boto3
     import botocore.exceptions
     from botocore.config import Config
@@ -176,7 +184,8 @@ def _s3_library_fetch(source: Source, target: Path) -> None:
         objects = _list_s3_objects(client, source)
         if not objects:
             raise WeightsError(source.uri, f"no objects under prefix {source.prefix!r}")
-        _check_free_space(source, target, sum(objects.values()))
+        transfer.total_bytes = sum(objects.values())
+        _check_free_space(source, target, transfer.total_bytes)
         _download_all(
             source,
             target,
@@ -244,7 +253,7 @@ def _botocore_cause(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _gcs_library_fetch(storage: Any, source: Source, target: Path) -> None:
+def _gcs_library_fetch(storage: Any, source: Source, target: Path, transfer: Transfer) -> None:
     prefix = f"{source.prefix}/" if source.prefix else ""
     # google.api_core and google.auth errors share no base class we can import without the
     # library, so any exception from the client is translated here, by its class name.
@@ -257,6 +266,7 @@ def _gcs_library_fetch(storage: Any, source: Source, target: Path) -> None:
         }
         if not blobs:
             raise WeightsError(source.uri, f"no objects under prefix {source.prefix!r}")
+        transfer.total_bytes = sum(int(getattr(blob, "size", 0) or 0) for blob in blobs.values())
         _download_all(
             source,
             target,
@@ -269,7 +279,7 @@ def _gcs_library_fetch(storage: Any, source: Source, target: Path) -> None:
         raise WeightsError(source.uri, _named_cause(exc, _GCS_ERROR_CAUSES)) from exc
 
 
-def _hf_fetch(hub: Any, source: Source, target: Path) -> None:
+def _hf_fetch(hub: Any, source: Source, target: Path, _transfer: Transfer) -> None:
     try:
         hub.snapshot_download(repo_id=source.root, revision=source.revision, local_dir=str(target))
     except Exception as exc:  # huggingface_hub's error tree; translated by class name

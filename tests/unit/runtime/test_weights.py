@@ -318,6 +318,29 @@ class TestProgress:
         assert len(progress) >= 2
         assert all(URI in line and " files, " in line for line in progress)
 
+    def test_the_progress_callback_hears_the_bytes_on_disk_as_the_copy_goes(
+        self, bin_dir: Path, source: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(weights, "PROGRESS_POLL_S", 0.02)
+        install_fake_tool(bin_dir, "s5cmd", source, per_file_delay_s=0.1)
+        heard: list[tuple[int, int | None]] = []
+        fetch_checkpoint(URI, weights_dir, log=Lines(), progress=lambda *a: heard.append(a))
+        size = sum(len(data) for data in CHECKPOINT.values())
+        done = [d for d, _ in heard]
+        assert done == sorted(done)  # it only grows
+        assert len({d for d in done if 0 < d < size}) >= 2  # seen part-way, more than once
+        assert heard[-1] == (size, size)  # complete: the total is what landed
+        assert all(total is None for _, total in heard[:-1])  # s5cmd does not list first
+
+    def test_a_copy_already_complete_reports_no_progress(
+        self, bin_dir: Path, source: Path, weights_dir: Path
+    ) -> None:
+        install_fake_tool(bin_dir, "s5cmd", source)
+        fetch_checkpoint(URI, weights_dir, log=Lines())
+        heard: list[tuple[int, int | None]] = []
+        fetch_checkpoint(URI, weights_dir, log=Lines(), progress=lambda *a: heard.append(a))
+        assert heard == []
+
     def test_hundreds_of_files_do_not_give_a_line_each(
         self, bin_dir: Path, tmp_path: Path, weights_dir: Path
     ) -> None:
