@@ -2,19 +2,25 @@
 
 `field_errors` turns pydantic's errors into field errors; the API's handler and
 `api.schemas.request_fields` (the CLI's `plan` and `render`) both use it, so a body is
-refused with the same messages wherever it is checked.
+refused with the same messages wherever it is checked. Both also run the domain's rules
+on the fields that did parse (`api.body_errors`): one 422 names every problem of a body,
+its type errors and its broken rules alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llm_launch.api.auth import current_owner
+from llm_launch.api.body_errors import parsed_part
 from llm_launch.domain.errors import (
     Conflict,
     FieldError,
@@ -27,6 +33,9 @@ from llm_launch.domain.errors import (
     UpstreamFailed,
     UpstreamTimeout,
 )
+
+if TYPE_CHECKING:
+    from llm_launch.services.endpoints import EndpointService
 
 _STATUS: tuple[tuple[type[LaunchError], int], ...] = (
     # 403, as Kubernetes answers a ResourceQuota: valid, but refused for this owner (not a
@@ -127,11 +136,35 @@ def field_errors(pydantic_errors: Iterable[Any]) -> list[FieldError]:
     return [FieldError(path, _one_message(messages)) for path, messages in by_field.items()]
 
 
-def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """A body the request model refused: its type errors, and the domain's rules on the
+    fields that did parse (`api.body_errors`), all in one answer."""
     assert isinstance(exc, RequestValidationError)
     errors = field_errors(exc.errors())
+    errors += await _rule_errors(request, exc)
     message = "invalid request: " + "; ".join(str(e) for e in errors)
     return JSONResponse(error_body(message, errors), status_code=422)
+
+
+async def _rule_errors(request: Request, exc: RequestValidationError) -> list[FieldError]:
+    """What the endpoint service's rules say of the body's fields that parsed: a create,
+    or (with a `name` in the path) an update of that endpoint. Nothing is stored."""
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None) if isinstance(route, APIRoute) else None
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    service: EndpointService | None = getattr(request.app.state, "endpoints", None)
+    if service is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    name = request.path_params.get("name")
+    part = parsed_part(model, exc.body, exc.errors(), creating=name is None)
+    if part is None:
+        return []
+    owner = await current_owner(request)
+    first, second = part.guesses
+    return part.beside(
+        await service.rule_errors(owner, name, first),
+        await service.rule_errors(owner, name, second),
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

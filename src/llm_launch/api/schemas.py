@@ -14,15 +14,16 @@ models and the same error conversion as the API.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic import create_model as _create_model
 from pydantic_core import PydanticCustomError
 
+from llm_launch.api.body_errors import parsed_part
 from llm_launch.api.errors import field_errors
-from llm_launch.domain.errors import InvalidRequest
+from llm_launch.domain.errors import FieldError, InvalidRequest
 from llm_launch.domain.inputs import describe, nesting_problem
 from llm_launch.domain.launch_fields import ENGINE_FIELD_TYPES, ValueType, field_description
 from llm_launch.domain.limits import MAX_JSON_DEPTH
@@ -185,14 +186,35 @@ class UpdateEndpointRequest(_LLMFields):
     )
 
 
-def request_fields(model: type[_Request], body: Mapping[str, Any]) -> dict[str, Any]:
+def request_fields(
+    model: type[_Request],
+    body: Mapping[str, Any],
+    rules: Callable[[dict[str, Any]], object] | None = None,
+) -> dict[str, Any]:
     """The fields `body` sets, checked by `model` as the API checks a request body (the same
-    model, the same conversion of its errors); InvalidRequest names each bad field."""
+    model, the same conversion of its errors); InvalidRequest names each bad field.
+
+    `rules` (a create's domain rules, raising InvalidRequest) run on the fields that parsed
+    when others did not, so that the error names every problem, as the API's does."""
     try:
         parsed = model.model_validate(body)
     except ValidationError as exc:
-        raise InvalidRequest(field_errors(exc.errors())) from exc
+        errors = field_errors(exc.errors())
+        if rules is not None and (part := parsed_part(model, body, exc.errors(), creating=True)):
+            first, second = part.guesses
+            errors += part.beside(_refusals(rules, first), _refusals(rules, second))
+        raise InvalidRequest(errors) from exc
     return parsed.model_dump(exclude_unset=True)
+
+
+def _refusals(
+    rules: Callable[[dict[str, Any]], object], fields: dict[str, Any]
+) -> list[FieldError]:
+    try:
+        rules(fields)
+    except InvalidRequest as refused:
+        return list(refused.errors)
+    return []
 
 
 class TaskResponse(BaseModel):

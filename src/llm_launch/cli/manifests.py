@@ -48,7 +48,10 @@ def create_spec(file: Path, catalog: HardwareCatalog) -> EndpointSpec:
     from llm_launch.api.schemas import CreateEndpointRequest, request_fields
     from llm_launch.domain.spec_builder import build_spec
 
-    return build_spec(request_fields(CreateEndpointRequest, read_body(file)), catalog)
+    fields = request_fields(
+        CreateEndpointRequest, read_body(file), rules=lambda parsed: build_spec(parsed, catalog)
+    )
+    return build_spec(fields, catalog)
 
 
 def _plan_options(ip_family: str, socket_ifname: str, cluster_domain: str | None) -> Any:

@@ -22,7 +22,7 @@ from llm_launch.backends.base import Backend, ServingPoint
 from llm_launch.config.quotas import QuotaBook
 from llm_launch.domain.checkpoints import checkpoint_root_problem
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import InvalidRequest, NotFound
+from llm_launch.domain.errors import FieldError, InvalidRequest, NotFound
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.spec_builder import apply_update, build_spec
@@ -85,6 +85,24 @@ class EndpointService:
         spec = apply_update(current.spec, changes, self.catalog)
         self._check_runnable(spec)
         return await self.repository.update_spec(current, spec, self.quotas.for_owner(owner))
+
+    async def rule_errors(
+        self, owner: str, name: str | None, fields: Mapping[str, Any]
+    ) -> Sequence[FieldError]:
+        """What a create (`name` None) or an update of `name` with `fields` would be refused
+        for; nothing is stored. The API names these next to a body's type errors."""
+        try:
+            if name is None:
+                spec = build_spec(fields, self.catalog)
+            else:
+                current = await self.repository.get(owner, name)
+                spec = apply_update(current.spec, fields, self.catalog)
+            self._check_runnable(spec)
+        except InvalidRequest as exc:
+            return exc.errors
+        except NotFound:  # an update of nothing: its type errors are the answer
+            return []
+        return []
 
     def _check_runnable(self, spec: EndpointSpec) -> None:
         """The rules of this server rather than of the spec: checkpoint roots, the backend."""
