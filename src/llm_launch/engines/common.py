@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from llm_launch.domain.progress import PROGRESS_FILE_ENV
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.engines.args import render_engine_args
 from llm_launch.engines.options import PlanOptions
@@ -28,6 +29,12 @@ FORWARDER_CONTAINER = "forwarder"
 # variable only, never in argv, so plans (printed, rendered) never hold it: the local
 # backend sets it in the forwarder process, Kubernetes from the endpoint's Secret.
 FORWARDER_TOKEN_ENV = "LLM_LAUNCH_FORWARDER_TOKEN"
+# Each engine's startup program reports its phase here (domain/progress.py); on the leader
+# the forwarder serves that report in its /readyz body. In a pod the directory is a volume
+# the two containers share (backends/kubernetes/render_pod.py); the local backend gives
+# every rank a file of its own instead (it sets the variable over the plan's).
+PROGRESS_DIR = "/run/llm-launch"
+PROGRESS_FILE = f"{PROGRESS_DIR}/progress.json"
 PROBE_PERIOD_S = 10
 # After its preStop hook, an engine gets this long to exit on SIGTERM before SIGKILL.
 ENGINE_STOP_S = 30
@@ -86,6 +93,7 @@ def common_env(spec: EndpointSpec, options: PlanOptions) -> dict[str, str]:
         "NCCL_SOCKET_IFNAME": options.socket_ifname,
         "GLOO_SOCKET_IFNAME": options.socket_ifname,
         "LLM_LAUNCH_ENDPOINT_NAME": spec.name,
+        PROGRESS_FILE_ENV: PROGRESS_FILE,
     }
     if spec.chat_template_override is not None:
         # A template is free text (it may even be "--"); the environment carries it intact.
@@ -184,7 +192,9 @@ def forwarder_container(
         Probe("readiness", "/readyz", options.ports.forwarder, 5, failure_threshold=3),
         Probe("liveness", "/healthz", options.ports.forwarder, 10, failure_threshold=3),
     )
-    env = {"LLM_LAUNCH_ENDPOINT_NAME": spec.name}
+    # The report's path goes in the environment, not a flag, so a backend that moves the
+    # report (the local one) sets it once for both processes.
+    env = {"LLM_LAUNCH_ENDPOINT_NAME": spec.name, PROGRESS_FILE_ENV: PROGRESS_FILE}
     return ContainerPlan(
         FORWARDER_CONTAINER,
         tuple(command),

@@ -5,9 +5,10 @@ Kubernetes runs it in the leader pod, the local backend as a process) with
 `--host --port --engine-url --engine-api --served-model-name --max-concurrency
 [--ready-check-path]`. Callers: the control plane's inference routes (Launch's
 `/predict`, `/stream`, OpenAI `/v1/...`) and the readiness/liveness probes (`/readyz`,
-`/healthz`), and the group's preStop hooks (`/drain`, `/drained`: see `runtime.drain`,
-whose `drain` and `wait-drained` commands this program also runs). Next hop: the engine
-at `--engine-url`, through `runtime.forwarder_app`.
+`/healthz`; while the engine is not ready, `/readyz` carries the startup report of
+`--progress-file`, default $LLM_LAUNCH_PROGRESS_FILE), and the group's preStop hooks
+(`/drain`, `/drained`: see `runtime.drain`, whose `drain` and `wait-drained` commands this
+program also runs). Next hop: the engine at `--engine-url`, through `runtime.forwarder_app`.
 
 Its token (the endpoint's data-plane secret) comes from the environment variable
 LLM_LAUNCH_FORWARDER_TOKEN, never the command line (anyone on the host can read argv in
@@ -31,6 +32,7 @@ from collections.abc import MutableMapping, Sequence
 
 import uvicorn
 
+from llm_launch.domain.progress import PROGRESS_FILE_ENV
 from llm_launch.engines.common import FORWARDER_TOKEN_ENV
 from llm_launch.http_timeouts import DEFAULT_HEADER_TIMEOUT_S, header_timeout_protocol
 from llm_launch.runtime import drain
@@ -84,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds the readiness check may take (default 4.0)")  # fmt: skip
     add("--connect-timeout-s", type=_non_negative_float, default=3.0,
         help="seconds to connect to the engine before answering 502 (default 3.0)")  # fmt: skip
+    add("--progress-file", default=os.environ.get(PROGRESS_FILE_ENV),
+        help="the leader's startup report, served in /readyz while the engine is not ready "
+             f"(default ${PROGRESS_FILE_ENV})")  # fmt: skip
     add("--no-token", action="store_true",
         help=f"answer inference requests from anyone when {TOKEN_ENV} is not set "
              "(local debugging only; without it the forwarder refuses to start)")  # fmt: skip
@@ -121,6 +126,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ForwarderConfig, argp
         ready_cache_s=args.ready_cache_s,
         ready_timeout_s=args.ready_timeout_s,
         connect_timeout_s=args.connect_timeout_s,
+        progress_file=args.progress_file,
     )
     return config, args
 

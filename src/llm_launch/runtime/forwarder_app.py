@@ -16,6 +16,10 @@ loopback only) stops new inference requests (503) and fails `/readyz`, so Servic
 routing here, while requests in flight, streams included, finish; `GET /drained` says
 when none is left. `GET /livez` is the engine's generation check alone, which a draining
 forwarder still answers truthfully (a liveness probe must not restart a draining group).
+
+While the engine is not ready, `/readyz` also carries the leader's startup report
+(`--progress-file`, written by the startup program beside it: `domain.progress`), so
+whoever probes sees how far the group's start got.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import hmac
 import ipaddress
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from llm_launch.domain.progress import StartupProgress
 from llm_launch.runtime.client_watch import ClientWatch
 from llm_launch.runtime.forwarder_client import EngineClient, HttpxEngineClient
 from llm_launch.runtime.forwarder_engines import EngineApiName, engine_api
@@ -82,6 +88,7 @@ class ForwarderConfig:
     ready_cache_s: float = 1.0
     ready_timeout_s: float = 4.0
     connect_timeout_s: float = 3.0
+    progress_file: str | None = None  # the leader's startup report, served while not ready
     # The endpoint's secret: inference routes answer only `Authorization: Bearer <token>`.
     # None (the CLI's explicit --no-token) answers anyone; the probes and /metrics never
     # ask for it.
@@ -220,7 +227,20 @@ class ForwarderApp:
                     "engine_status": None, "in_flight": self.in_flight}  # fmt: skip
             return await respond_json(send, 503, body)
         readiness = await self.readiness.check()
-        await respond_json(send, 200 if readiness.ready else 503, readiness.body())
+        body = readiness.body()
+        if not readiness.ready and (report := self._startup_report()) is not None:
+            body["startup"] = asdict(report)
+        await respond_json(send, 200 if readiness.ready else 503, body)
+
+    def _startup_report(self) -> StartupProgress | None:
+        """The startup program's latest report (a few hundred bytes, replaced atomically)."""
+        if self.config.progress_file is None:
+            return None
+        try:
+            text = Path(self.config.progress_file).read_text()
+        except OSError:
+            return None  # none written yet
+        return StartupProgress.from_json(text)
 
     async def _livez(self, send: Send) -> None:
         """The engine's generation check alone (the liveness probe of vLLM leaders, which

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
@@ -266,8 +267,24 @@ class TestVolumes:
             assert containers(template)["engine"]["volumeMounts"] == [
                 {"name": "dshm", "mountPath": "/dev/shm"},
                 {"name": "weights", "mountPath": "/data/weights"},
+                {"name": "progress", "mountPath": "/run/llm-launch"},
             ]
-        assert "volumeMounts" not in containers(leader(obj))["forwarder"]
+        assert containers(leader(obj))["forwarder"]["volumeMounts"] == [
+            {"name": "progress", "mountPath": "/run/llm-launch", "readOnly": True}
+        ]
+
+    def test_the_startup_report_is_shared_by_the_engine_and_the_forwarder_of_a_pod(
+        self,
+    ) -> None:
+        obj = lws()
+        for template in (leader(obj), worker(obj)):
+            volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+            assert volumes["progress"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
+            for container in template["spec"]["containers"]:
+                env = {e["name"]: e.get("value") for e in container["env"]}
+                path = env["LLM_LAUNCH_PROGRESS_FILE"]  # written by one, read by the other
+                mounts = {m["mountPath"] for m in container["volumeMounts"]}
+                assert str(PurePosixPath(path).parent) in mounts
 
     def test_a_failed_engine_leaves_its_last_log_lines_as_its_termination_message(
         self,

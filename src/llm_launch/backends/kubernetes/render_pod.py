@@ -22,6 +22,7 @@ from llm_launch.engines.common import (
     ENGINE_CONTAINER,
     FORWARDER_CONTAINER,
     FORWARDER_TOKEN_ENV,
+    PROGRESS_DIR,
     termination_grace_s,
 )
 from llm_launch.engines.plan import ContainerPlan, Probe, Role, RolePlan
@@ -30,6 +31,11 @@ Manifest = dict[str, Any]
 
 SHM_VOLUME = "dshm"
 WEIGHTS_VOLUME = "weights"
+# The startup program's progress report (engines/common.py PROGRESS_FILE): written by the
+# engine container, read by the forwarder beside it (read-only there; its root file
+# system is read-only anyway). A few hundred bytes, so a small in-memory volume.
+PROGRESS_VOLUME = "progress"
+PROGRESS_VOLUME_SIZE = "1Mi"
 # Downward API: every container learns its pod's IP (the startup program's own address,
 # SGLANG_HOST_IP), name and namespace.
 DOWNWARD_ENV = (
@@ -126,11 +132,16 @@ def container(plan: ContainerPlan, ctx: PodContext) -> Manifest:
         result["volumeMounts"] = [
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
             _weights_mount(ctx),
+            {"name": PROGRESS_VOLUME, "mountPath": PROGRESS_DIR},
         ]
         # The kubelet keeps the tail of a failed engine's log as its termination message
         # (Pod API, "Customizing the termination message"): the status still has it when
         # LWS deletes the group before the backend could fetch the log.
         result["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    else:
+        result["volumeMounts"] = [
+            {"name": PROGRESS_VOLUME, "mountPath": PROGRESS_DIR, "readOnly": True}
+        ]
     for probe in plan.probes:
         result[_PROBE_FIELDS[probe.kind]] = http_probe(probe)
     if plan.pre_stop:
@@ -209,6 +220,10 @@ def _volumes(ctx: PodContext) -> list[Manifest]:
     return [
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": _shm_size(ctx)}},
         {"name": WEIGHTS_VOLUME, **_weights_source(ctx)},
+        {
+            "name": PROGRESS_VOLUME,
+            "emptyDir": {"medium": "Memory", "sizeLimit": PROGRESS_VOLUME_SIZE},
+        },
     ]
 
 
