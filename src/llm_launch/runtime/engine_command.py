@@ -94,7 +94,7 @@ def build_engine_launch(
     chat_template_file: str | None,
 ) -> EngineLaunch:
     check_request(request)
-    if request.framework == "vllm" and request.engine_mode != SIMULATED:
+    if request.framework == "vllm":
         return _vllm(request, addresses, model_path, chat_template_file)
     return _sglang(request, addresses, model_path, chat_template_file)
 
@@ -104,16 +104,15 @@ def _sglang(
 ) -> EngineLaunch:
     module = "llm_launch.simulator" if r.engine_mode == SIMULATED else "sglang.launch_server"
     program = r.engine_program or (sys.executable, "-m", module)
-    tp_size = r.tp_size * r.pp_size if r.framework == "vllm" else r.tp_size  # simulated vLLM
     argv = [
         *program,
         "--model-path", model_path,
         "--served-model-name", r.served_model_name,
-        "--tp-size", str(tp_size),
+        "--tp-size", str(r.tp_size),
         "--host", bind_host(r, a.family),
         "--port", str(r.engine_port),
     ]  # fmt: skip
-    if r.pp_size > 1 and r.framework == "sglang":
+    if r.pp_size > 1:
         argv += ["--pp-size", str(r.pp_size)]
     if r.nnodes > 1:
         assert a.leader_ip is not None

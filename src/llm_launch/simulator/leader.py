@@ -146,6 +146,13 @@ class Leader:
         peer = _peer(writer)
         try:
             hello = await wire.receive(reader, self._timing.rank_timeout_s)
+        except wire.LinkLost:
+            # Closed without a word: a worker's startup program checking that the
+            # rendezvous port answers before it starts its engine. Not a rank.
+            log.debug("rank 0: %s connected and left without a hello", peer)
+            await wire.close(writer)
+            return
+        try:
             refusal = admission_problem(hello, self._shape, set(self._joined), self._state)
             if refusal is not None:
                 log.warning("rank 0: refused %s: %s", peer, refusal)

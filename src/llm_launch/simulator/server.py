@@ -40,14 +40,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArgsError as exc:
         print(f"llm_launch.simulator: error: {exc}", file=sys.stderr)
         return EXIT_BAD_FLAGS
-    _configure_logging(args)
-    _announce(args)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    configure_logging(args)
+    announce(args)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(serve(args))
 
 
 async def serve(args: SimArgs) -> int:
     app, rendezvous = _role(args)
+    return await serve_app(app, args, rendezvous)
+
+
+async def serve_app(app: FastAPI, args: SimArgs, rendezvous: Rendezvous | None) -> int:
+    """Serve `app` over HTTP while `rendezvous` runs; when it returns (the reason the group
+    failed), stop and exit 1. Shared with the simulated vLLM (`simulator.vllm`)."""
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -95,23 +101,25 @@ def _role(args: SimArgs) -> tuple[FastAPI, Rendezvous | None]:
     return build_worker_app(args.node_rank), worker.run
 
 
-def _configure_logging(args: SimArgs) -> None:
+def configure_logging(args: SimArgs, role: str | None = None) -> None:
+    role = role or f"rank {args.node_rank}"
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s [SIMULATED rank {args.node_rank}] %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s [SIMULATED {role}] %(name)s: %(message)s",
     )
 
 
-def _announce(args: SimArgs) -> None:
+def announce(args: SimArgs, engine: str = "SGLang", where: str | None = None) -> None:
+    """`where`: the process's place in its group (default: its rank of `--nnodes`)."""
     log.warning(
-        "SIMULATED ENGINE: llm-launch's simulator stands in for SGLang here: no GPU, no model "
-        "weights, synthetic text. model=%s served as %r, rank %d of %d, tp=%d pp=%d, "
+        "SIMULATED ENGINE: llm-launch's simulator stands in for %s here: no GPU, no model "
+        "weights, synthetic text. model=%s served as %r, %s, tp=%d pp=%d, "
         "http %s:%d",
+        engine,
         args.model_path,
         args.served_model_name,
-        args.node_rank,
-        args.nnodes,
+        where or f"rank {args.node_rank} of {args.nnodes}",
         args.tp_size,
         args.pp_size,
         args.host,
@@ -124,7 +132,8 @@ def _announce(args: SimArgs) -> None:
     )
     if args.ignored_args:
         log.warning(
-            "SIMULATED ENGINE: ignoring SGLang flags it does not model: %s",
+            "SIMULATED ENGINE: ignoring %s flags it does not model: %s",
+            engine,
             shlex.join(args.ignored_args),
         )
     if args.chat_template:
@@ -134,7 +143,7 @@ def _announce(args: SimArgs) -> None:
         )
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -93,6 +94,33 @@ class TestVLLM:
         assert flag(launch.argv, "--address") == "[fdab:1::1]:5002"
         assert "--block" in launch.argv
         assert launch.env["VLLM_HOST_IP"] == "fdab:1::2"
+
+    @pytest.mark.parametrize("rank", [0, 1])
+    def test_a_simulated_group_runs_the_plans_own_argv_under_the_simulator(self, rank: int) -> None:
+        vllm = request(framework="vllm", node_rank=rank, tp_size=8, pp_size=2)
+        real = build_engine_launch(vllm, V6, "/m", None)
+        simulated = build_engine_launch(replace(vllm, engine_mode="simulated"), V6, "/m", None)
+        program = real.argv[0]  # "vllm" on the leader, "ray" on a worker
+        assert simulated.argv[1:4] == ("-m", "llm_launch.simulator", program)
+        assert simulated.argv[4:] == real.argv[1:]
+        for real_step, simulated_step in zip(real.before, simulated.before, strict=True):
+            assert simulated_step[3:] == ("ray", *real_step[1:])
+        assert simulated.await_ray_nodes == real.await_ray_nodes
+
+    def test_the_simulated_leader_finds_its_ray_head_and_counts_its_nodes_there(self) -> None:
+        leader = request(framework="vllm", node_rank=0, tp_size=8, pp_size=2)
+        launch = build_engine_launch(replace(leader, engine_mode="simulated"), V6, "/m", None)
+        assert launch.env["RAY_ADDRESS"] == "[fdab:1::2]:5002"
+        assert launch.ray_probe[3:] == ("ray", "status", "--address", "[fdab:1::2]:5002")
+        assert launch.env["LLM_LAUNCH_SIM_NUM_GPUS"] == "8"  # tp x pp over the nodes
+
+    def test_a_simulated_single_node_serves_with_vllm_flags(self) -> None:
+        single = ResolvedAddresses(own_ip="10.0.0.2", leader_ip=None, family=IpFamily.IPV4)
+        one = request(framework="vllm", nnodes=1, node_rank=0, tp_size=2, engine_mode="simulated")
+        launch = build_engine_launch(one, single, "/m", None)
+        assert launch.argv[3:6] == ("vllm", "serve", "/m")
+        assert flag(launch.argv, "--tensor-parallel-size") == "2"
+        assert not launch.before and launch.await_ray_nodes is None
 
 
 @pytest.mark.parametrize(
