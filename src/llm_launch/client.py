@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -67,6 +68,25 @@ class LaunchClient:
     def endpoint_logs(self, name: str, group: int, rank: int, forwarder: bool, tail: int) -> str:
         params = {"group": group, "rank": rank, "forwarder": forwarder, "tail": tail}
         return self._send("GET", f"/v1/llm/model-endpoints/{name}/logs", params=params).text
+
+    def follow_endpoint_logs(
+        self, name: str, group: int, rank: int, forwarder: bool, tail: int
+    ) -> Iterator[bytes]:
+        """The log's last `tail` lines, then what the process writes, as the server streams
+        it (`follow=true`), until the server ends the stream; ApiError before any line."""
+        params = {"group": group, "rank": rank, "forwarder": forwarder, "tail": tail}
+        params["follow"] = True
+        path = f"/v1/llm/model-endpoints/{name}/logs"
+        # No read timeout: a quiet log is not a failed server.
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.is_error:
+                    response.read()
+                    raise ApiError(response.status_code, _detail(response))
+                yield from response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"the log stream from {self._http.base_url} broke: {exc}") from exc
 
     def delete_endpoint(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("DELETE", f"/v1/llm/model-endpoints/{name}")

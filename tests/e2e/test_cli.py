@@ -35,7 +35,7 @@ def test_create_list_get_and_delete_the_runbook_endpoint(
     assert created.returncode == 0, created.stderr
     assert "task id op_" in created.stdout
 
-    listed = run_cli(server, "endpoints", "list")
+    listed = run_cli(server, "endpoints", "list", "-o", "wide")
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if name in line)
     assert "sglang" in row and "UPDATE_PENDING" in row

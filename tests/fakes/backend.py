@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from llm_launch.backends.base import Observation, ServingPoint
@@ -65,5 +66,15 @@ class FakeBackend:
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         return ""
 
+    async def follow_logs(
+        self, endpoint: Endpoint, group: int, process: str, tail: int
+    ) -> AsyncIterator[bytes]:
+        return _no_lines()
+
     async def close(self) -> None:
         pass
+
+
+async def _no_lines() -> AsyncIterator[bytes]:
+    return
+    yield b""

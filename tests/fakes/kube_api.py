@@ -45,7 +45,8 @@ They act as the controllers and kubelet would, thread-safe: `put` (create or rep
 controller, manager `kube-controller-manager` unless given, e.g. pods built with `pod()`),
 `scale` (the HPA controller's write through `/scale`), `set_status`, `remove`, `objects`
 (every object of a plural), `on_change` (a callback for every stored change), `record_event`
-(a core/v1 Event as the event recorder writes it, aggregated by count), `set_log`,
+(a core/v1 Event as the event recorder writes it, aggregated by count), `set_log` (a
+followed log, `follow=true`, streams what a longer text adds),
 `fail_next` (answer the next matching request with an error, e.g. 422 Invalid with causes),
 `hold`/`release` (a finalizer that keeps a deleted object around), `end_watches`,
 `expire_watches` (forget history and end every stream), `uninstalled` (kinds answered 404,
@@ -285,8 +286,11 @@ class FakeKubeApi(Background, ScaleRequests):
             )
 
     def set_log(self, pod: str, container: str, text: str, previous: bool = False) -> None:
+        """A container's log; a longer text beginning with the last is what it wrote since
+        (a follow gets the rest)."""
         with self._cond:
             self._logs[("default", pod, container, previous)] = text
+            self._cond.notify_all()
 
     def fail_next(
         self,
@@ -384,6 +388,10 @@ class FakeKubeApi(Background, ScaleRequests):
                 ) from None
             if method == "GET" and query.get("watch") in ("true", "1"):
                 return self._watch(handler, plural, match["ns"], query)
+            if match["sub"] == "log" and query.get("follow") == "true":
+                with self._cond:
+                    self._existing("pods", match["ns"], match["name"])
+                return self._follow_log(handler, match["ns"], match["name"], query)
             if match["sub"] == "log":
                 return send_text(handler, self._log(match["ns"], match["name"], query))
             code, body = self._dispatch(method, match["ns"], match["name"], match["sub"], request)

@@ -70,7 +70,8 @@ class Cluster:
         engine = shlex.join([sys.executable, str(PROBE)])
         argv = startup_argv(container.command, "--engine-program", engine, *options)
         lws = Pod(pod.ip, LEADER_NAME, 0 if role == "leader" else 1, self.plan.nodes)
-        env = lws.env(container, PROBE_OUT_DIR=str(self.out), PROBE_TIMEOUT_S="15")
+        env = lws.env(container, PROBE_OUT_DIR=str(self.out), PROBE_TIMEOUT_S="15",
+                      LLM_LAUNCH_PROGRESS_FILE=str(self.out / f"{role}.progress.json"))  # fmt: skip
         self.logs[role] = self.out / f"{role}.log"
         with self.logs[role].open("wb") as log:
             return self.netns.popen(pod, argv, env, log)

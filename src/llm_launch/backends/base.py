@@ -7,6 +7,7 @@ lives in one place whatever the backend.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +73,14 @@ class Backend(Protocol):
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         """The last `tail` lines of one process's log (`process`: "rank-N" or "forwarder")."""
+        ...
+
+    async def follow_logs(
+        self, endpoint: Endpoint, group: int, process: str, tail: int
+    ) -> AsyncIterator[bytes]:
+        """The last `tail` lines of one process's log, then what it writes after, until the
+        log ends or the caller stops iterating. NotFound (no such log) and InvalidRequest
+        (this backend cannot follow) are raised here, before anything is streamed."""
         ...
 
     async def close(self) -> None:

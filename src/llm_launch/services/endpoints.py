@@ -14,7 +14,7 @@ quota, so a failed teardown never leaves processes or objects without a row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -119,6 +119,15 @@ class EndpointService:
         if self.backend is None:
             raise NotFound(f"endpoint {name!r} runs nowhere yet, so it has no logs")
         return await self.backend.logs(endpoint, group, process, tail)
+
+    async def follow_logs(
+        self, owner: str, name: str, group: int, process: str, tail: int
+    ) -> AsyncIterator[bytes]:
+        """The log's last lines, then what the process writes after (`logs?follow=true`)."""
+        endpoint = await self.repository.get(owner, name)
+        if self.backend is None:
+            raise NotFound(f"endpoint {name!r} runs nowhere yet, so it has no logs")
+        return await self.backend.follow_logs(endpoint, group, process, tail)
 
     async def delete(self, owner: str, name: str) -> None:
         """Begin the delete and return: the teardown goes on in the background.

@@ -1,6 +1,7 @@
 """The test API server's long-running parts, mixed into `FakeKubeApi`: watch streams
-(events after a version, BOOKMARKs, 410 Expired), the garbage collector for
-ownerReferences and finished deletions, and delivery of `on_change` notices."""
+(events after a version, BOOKMARKs, 410 Expired), followed pod logs (`follow=true`), the
+garbage collector for ownerReferences and finished deletions, and delivery of `on_change`
+notices."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Background:
     _cond: Any
     _events: list[tuple[int, str, str, Object]]
     _objects: dict[tuple[str, str, str], Object]
+    _logs: dict[tuple[str, str, str, bool], str]
     _notices: Any
     _listeners: list[Any]
     _rv: int
@@ -110,6 +112,38 @@ class Background:
                     "type": "BOOKMARK",
                     "object": {"kind": kind, "apiVersion": api_version, "metadata": metadata},
                 }
+
+    def _follow_log(
+        self, handler: BaseHTTPRequestHandler, ns: str, pod: str, query: dict[str, str]
+    ) -> None:
+        """`GET .../pods/NAME/log?follow=true`: the tail, then what `set_log` adds (a text
+        that does not begin with what was sent is a new container: sent whole), until the
+        pod is deleted or the client leaves. The caller checked that the pod exists."""
+        key = (ns, pod, query.get("container", ""), False)
+        with self._cond:
+            sent = self._logs.get(key, "")
+        lines = sent.splitlines(keepends=True)
+        tail = int(query.get("tailLines") or len(lines) or 1)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        try:
+            send_chunk(handler, "".join(lines[-tail:]).encode())
+            while True:
+                with self._cond:
+                    text = self._logs.get(key, "")
+                    if text == sent:
+                        if self._stopping or ("pods", ns, pod) not in self._objects:
+                            break
+                        self._cond.wait(timeout=0.1)
+                        continue
+                new = text[len(sent) :] if text.startswith(sent) else text
+                sent = text
+                send_chunk(handler, new.encode())
+            send_chunk(handler, b"")
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
 
     def _deliver_notices(self) -> None:
         while (notice := self._notices.get()) is not None:

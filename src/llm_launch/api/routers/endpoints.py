@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from llm_launch.api.auth import current_owner
 from llm_launch.api.responses import EndpointResponse, ListEndpointsResponse
@@ -118,9 +118,20 @@ async def endpoint_logs(
     rank: Annotated[int | None, Query(ge=0, description="engine rank; omit for the forwarder")] = 0,
     forwarder: bool = False,
     tail: Annotated[int, Query(ge=1, le=10000)] = 200,
-) -> PlainTextResponse:
+    follow: Annotated[
+        bool,
+        Query(
+            description="after the last lines, stream what the process writes, as it writes "
+            "it, until the client leaves or the log ends (the endpoint is deleted; on "
+            "Kubernetes, the container stops)"
+        ),
+    ] = False,
+) -> Response:
     """The last lines of one process's log: an engine rank, or the leader's forwarder."""
     process = "forwarder" if forwarder else f"rank-{rank}"
+    if follow:
+        lines = await service.follow_logs(owner, name, group, process, tail)
+        return StreamingResponse(lines, media_type="text/plain; charset=utf-8")
     return PlainTextResponse(await service.logs(owner, name, group, process, tail))
 
 

@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,6 +277,22 @@ class KubernetesBackend:
         pod = self._pod_name(endpoint, group, rank)
         try:
             return await client.read_log(self.namespace, pod, container, tail)
+        except ObjectNotFound as exc:
+            raise NotFound(
+                f"no log for group {group}, {process} of endpoint {endpoint.name!r}: "
+                f"{exc.message} (is the group running?)"
+            ) from exc
+
+    async def follow_logs(
+        self, endpoint: Endpoint, group: int, process: str, tail: int
+    ) -> AsyncIterator[bytes]:
+        """The pod log API's `follow=true`, from the same pod and container as `logs`: it
+        ends when the container stops (a recreated group's pods are new ones)."""
+        client = await self._connected()
+        rank, container = _parse_process(process)
+        pod = self._pod_name(endpoint, group, rank)
+        try:
+            return await client.follow_log(self.namespace, pod, container, tail)
         except ObjectNotFound as exc:
             raise NotFound(
                 f"no log for group {group}, {process} of endpoint {endpoint.name!r}: "

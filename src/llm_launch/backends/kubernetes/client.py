@@ -215,6 +215,28 @@ class KubeClient:
         data = await self._request("GET", path, what, query=query, accept="text/plain")
         return data.decode(errors="replace")
 
+    async def follow_log(
+        self, namespace: str, pod: str, container: str, tail: int
+    ) -> AsyncGenerator[bytes, None]:
+        """The log's last `tail` lines, then what the container writes, as the API server
+        streams it (`follow=true`) until the container stops or the caller stops iterating
+        (the connection is then closed). An error (no such pod) is raised before anything
+        is returned."""
+        query = [("container", container), ("tailLines", str(tail)), ("follow", "true")]
+        what = f"follow the log of container {container} of pod {namespace}/{pod}"
+        # No read timeout: a quiet container is not a broken connection.
+        timeout = aiohttp.ClientTimeout(sock_connect=self._timeout)
+        headers = {"Accept": "text/plain"}
+        path = POD.path(namespace, pod, "log")
+        response = await self._send("GET", path, what, query, None, timeout, headers)
+        if response.status >= 400:
+            try:
+                data = await response.read()
+            finally:
+                response.release()
+            raise from_status(response.status, status_body(data), what)
+        return _log_chunks(response, what)
+
     async def watch(
         self,
         resource: Resource,
@@ -336,3 +358,13 @@ def _token_expires(loader: Any) -> bool:
     """Whether the kubeconfig's credentials expire (exec plugin or GCP) and need refreshing."""
     user = getattr(loader, "_user", None)
     return getattr(loader, "provider", None) == "gcp" or (user is not None and "exec" in user)
+
+
+async def _log_chunks(response: aiohttp.ClientResponse, what: str) -> AsyncGenerator[bytes, None]:
+    try:
+        async for chunk in response.content.iter_any():
+            yield chunk
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise KubernetesUnavailable(f"{what}: the stream broke: {_describe(exc)}") from exc
+    finally:
+        response.close()  # never back to the pool half-read

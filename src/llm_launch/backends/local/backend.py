@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -28,6 +29,7 @@ from llm_launch.backends.local.engine_mode import resolve_engine_mode
 from llm_launch.backends.local.environment import child_environment
 from llm_launch.backends.local.files import private_dir, write_private
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup, stop_recorded_processes
+from llm_launch.backends.local.log_follow import follow_file
 from llm_launch.backends.local.ports import PortAllocator
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.engine_flags import binds_a_port, engine_flag
@@ -140,10 +142,19 @@ class LocalBackend:
         return ServingPoint(",".join(urls), None, self._max_concurrency)
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
+        return await asyncio.to_thread(_tail, self._log_path(endpoint, group, process), tail)
+
+    async def follow_logs(
+        self, endpoint: Endpoint, group: int, process: str, tail: int
+    ) -> AsyncIterator[bytes]:
+        """`tail -F` of the log: through the process's restarts, until the endpoint goes."""
+        return follow_file(self._log_path(endpoint, group, process), tail)
+
+    def _log_path(self, endpoint: Endpoint, group: int, process: str) -> Path:
         path = self._log_root(endpoint) / f"group-{group}" / f"{process}.log"
         if not path.exists():
             raise NotFound(f"no log for group {group}, {process} of endpoint {endpoint.name!r}")
-        return await asyncio.to_thread(_tail, path, tail)
+        return path
 
     async def close(self) -> None:
         """Stop supervising; the groups keep serving and are adopted by the next server."""
