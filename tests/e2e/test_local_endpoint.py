@@ -192,9 +192,13 @@ def test_killing_the_worker_leaves_ready_restarts_the_group_and_becomes_ready_ag
         deployment.client, deployment.name, lambda e: e["status"] != "READY", timeout=30
     )
     assert "rank 1" in left["spec"]["status_reason"]
+    assert "worker rank 1 killed by SIGKILL; group recreated" in left["spec"]["status_reason"]
     again = wait_for(deployment.client, deployment.name, lambda e: e["status"] == "READY")
-    assert "restarted 1 time" in again["spec"]["status_reason"]
-    assert "worker rank 1 was killed by SIGKILL" in again["spec"]["status_reason"]
+    assert again["spec"]["status_reason"].startswith("ready; simulated engine")  # cause over
+    (group,) = again["spec"]["groups"]  # the history is in the group's detail
+    assert group["restarts"] == 1
+    cause = group["last_cause"]
+    assert (cause["kind"], cause["process"], cause["signal"]) == ("exited", "rank-1", "SIGKILL")
     after = deployment.processes()
     assert set(after.values()).isdisjoint(before.values())  # the whole group was recreated
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from llm_launch.backends.base import Observation, ServingPoint
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, LaunchError, UpstreamFailed
+from llm_launch.domain.groups import GroupDetail
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 
@@ -32,6 +33,7 @@ class FakeBackend:
     serving: ServingPoint = field(
         default_factory=lambda: ServingPoint("http://fake-forwarder", "fake-workload", 256)
     )
+    groups: list[GroupDetail] = field(default_factory=list)  # what group_details reports
 
     def check(self, spec: EndpointSpec) -> list[FieldError]:
         return list(self.refuse)
@@ -62,6 +64,9 @@ class FakeBackend:
 
     def serving_point(self, endpoint: Endpoint) -> ServingPoint:
         return self.serving
+
+    def group_details(self, endpoint: Endpoint) -> list[GroupDetail]:
+        return list(self.groups)
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         return ""

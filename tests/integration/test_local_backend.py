@@ -144,8 +144,11 @@ def test_a_group_that_keeps_failing_is_update_failed_with_the_reason(tmp_path: P
             failing.client, str(body["name"]), lambda e: e["status"] == "UPDATE_FAILED"
         )
         reason = endpoint["spec"]["status_reason"]
-        assert "leader (rank 0) exited with status 3: CUDA out of memory" in reason
-        assert "restart" in reason
+        assert "leader (rank 0) exited with status 3; group recreated at " in reason
+        assert "CUDA out of memory" not in reason  # the log: in the group's detail, not here
+        cause = endpoint["spec"]["groups"][0]["last_cause"]
+        assert (cause["process"], cause["exit_code"]) == ("rank-0", 3)
+        assert "CUDA out of memory" in cause["excerpt"]
     finally:
         failing.server.stop()
         for pid in processes_with_env(MARKER, str(tmp_path)):

@@ -6,7 +6,8 @@ and of its `spec` (`GetModelEndpointV1Response`, with `deployment_state` and
 `resource_state`) is present, so the official Launch client parses them; a field for
 something llm-launch does not have (a queue, an AWS role) is null. Our additions ride
 along as extra keys, which Launch clients ignore: `spec.status_reason`,
-`spec.engine_args` and the stored Launch common fields.
+`spec.engine_args`, the stored Launch common fields, and `spec.groups` (each group's
+processes or pods, phase, restarts and last cause, from the backend's `group_details`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from llm_launch.backends.base import ServingPoint
 from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.groups import GroupCause, GroupDetail
 from llm_launch.domain.spec import EndpointSpec
 
 # Spec fields that do not change what a group runs: how many groups, and bookkeeping.
@@ -100,6 +103,61 @@ class ResourceState(BaseModel):
     optimize_costs: bool | None
 
 
+class CauseView(BaseModel):
+    """Why a group was last recreated, or its forwarder restarted."""
+
+    kind: str = Field(description="exited, hung, could-not-start or forwarder-exited")
+    process: str | None = Field(description='"rank-N" or "forwarder"; null: not one process')
+    exit_code: int | None
+    signal: str | None = Field(description='the signal that ended it, e.g. "SIGKILL"')
+    saw: str = Field(description='what the supervisor saw, e.g. "killed by SIGKILL"')
+    at: datetime
+    excerpt: str | None = Field(
+        description="the last lines of the failed process's log (never part of a status)"
+    )
+
+    @classmethod
+    def of(cls, cause: GroupCause) -> CauseView:
+        return cls(
+            kind=cause.kind.value, process=cause.process, exit_code=cause.exit_code,
+            signal=cause.signal, saw=cause.saw, at=cause.at, excerpt=cause.excerpt,
+        )  # fmt: skip
+
+
+class ProcessView(BaseModel):
+    name: str = Field(description='"rank-N" (an engine rank) or "forwarder"')
+    pid: int | None = Field(description="locally; null on Kubernetes or while not running")
+    alive: bool
+    progress: str | None = Field(
+        description="while the group starts: the rank's startup report, e.g. "
+        '"downloading weights 41% (290/700 GB, 1.1 GB/s)"'
+    )
+
+
+class GroupView(BaseModel):
+    index: int
+    generation: int | None = Field(description="the endpoint generation the group runs")
+    ready: bool = Field(description="its leader passes the generation check: it takes traffic")
+    phase: str = Field(description='one line: "ready", "starting: rank 0 downloading ...", ...')
+    restarts: int = Field(description="recreations of the whole group")
+    forwarder_restarts: int = Field(description="restarts of its forwarder alone")
+    last_cause: CauseView | None
+    processes: list[ProcessView]
+
+    @classmethod
+    def of(cls, group: GroupDetail) -> GroupView:
+        return cls(
+            index=group.index, generation=group.generation, ready=group.ready,
+            phase=group.phase, restarts=group.restarts,
+            forwarder_restarts=group.forwarder_restarts,
+            last_cause=CauseView.of(group.last_cause) if group.last_cause else None,
+            processes=[
+                ProcessView(name=p.name, pid=p.pid, alive=p.alive, progress=p.progress)
+                for p in group.processes
+            ],
+        )  # fmt: skip
+
+
 class EndpointSpecView(BaseModel):
     id: str
     name: str
@@ -147,9 +205,17 @@ class EndpointSpecView(BaseModel):
     task_expires_seconds: int | None
     queue_message_timeout_seconds: int | None
     enable_startup_metrics: bool | None
+    groups: list[GroupView] = Field(
+        default_factory=list,
+        description="each running group (a rollout's replacement and groups still draining "
+        "included): its processes (locally) or containers (Kubernetes), phase, restarts and "
+        "last cause; the history that status_reason, which says only what is now, leaves out",
+    )
 
 
-def _spec_view(endpoint: Endpoint, serving: ServingPoint) -> EndpointSpecView:
+def _spec_view(
+    endpoint: Endpoint, serving: ServingPoint, groups: Sequence[GroupDetail]
+) -> EndpointSpecView:
     s = endpoint.spec
     return EndpointSpecView(
         id=endpoint.id,
@@ -193,6 +259,7 @@ def _spec_view(endpoint: Endpoint, serving: ServingPoint) -> EndpointSpecView:
         task_expires_seconds=s.task_expires_seconds,
         queue_message_timeout_seconds=s.queue_message_timeout_seconds,
         enable_startup_metrics=s.enable_startup_metrics,
+        groups=[GroupView.of(g) for g in groups],
     )
 
 
@@ -211,7 +278,9 @@ class EndpointResponse(BaseModel):
     spec: EndpointSpecView
 
     @classmethod
-    def from_endpoint(cls, endpoint: Endpoint, serving: ServingPoint) -> EndpointResponse:
+    def from_endpoint(
+        cls, endpoint: Endpoint, serving: ServingPoint, groups: Sequence[GroupDetail] = ()
+    ) -> EndpointResponse:
         s = endpoint.spec
         return cls(
             id=endpoint.id,
@@ -225,7 +294,7 @@ class EndpointResponse(BaseModel):
             quantize=s.quantize,
             checkpoint_path=s.checkpoint_path,
             chat_template_override=s.chat_template_override,
-            spec=_spec_view(endpoint, serving),
+            spec=_spec_view(endpoint, serving, groups),
         )
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError
+from llm_launch.domain.groups import GroupDetail
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 
@@ -69,6 +70,11 @@ class Backend(Protocol):
     def serving_point(self, endpoint: Endpoint) -> ServingPoint:
         """Where the endpoint's traffic goes and how many requests each group's forwarder
         takes at once (its --max-concurrency), as this backend runs it."""
+        ...
+
+    def group_details(self, endpoint: Endpoint) -> list[GroupDetail]:
+        """Each running group of the endpoint (GET's `spec.groups`): its processes or pods,
+        phase, restarts and last cause, by group index."""
         ...
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:

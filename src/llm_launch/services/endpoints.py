@@ -23,6 +23,7 @@ from llm_launch.config.quotas import QuotaBook
 from llm_launch.domain.checkpoints import checkpoint_root_problem
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, InvalidRequest, NotFound
+from llm_launch.domain.groups import GroupDetail
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.spec_builder import apply_update, build_spec
@@ -77,6 +78,10 @@ class EndpointService:
         if self.backend is None:
             return ServingPoint("", None, PlanOptions().forwarder_max_concurrency)
         return self.backend.serving_point(endpoint)
+
+    def group_details(self, endpoint: Endpoint) -> Sequence[GroupDetail]:
+        """Each running group of the endpoint, for GET and list (none without a backend)."""
+        return self.backend.group_details(endpoint) if self.backend is not None else []
 
     async def update(
         self, owner: str, name: str, changes: Mapping[str, Any]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,32 +62,6 @@ def test_a_group_of_an_older_generation_keeps_the_endpoint_in_progress() -> None
     seen = observe_runtime(runtime(an_endpoint(generation=2), a_group(ready=True)), "real")
     assert seen.status is EndpointStatus.UPDATE_IN_PROGRESS
     assert seen.available_workers == 1  # it still serves during the roll
-
-
-def test_a_restarting_group_says_why_and_when() -> None:
-    group = a_group(last_exit="worker rank 1 was killed by SIGKILL", restarts=1,
-                    consecutive_failures=1, next_start_at=time.monotonic() + 2)  # fmt: skip
-    seen = observe_runtime(runtime(an_endpoint(), group), "real")
-    assert seen.status is EndpointStatus.UPDATE_IN_PROGRESS
-    assert "group 0 restarting in" in (seen.reason or "")
-    assert "worker rank 1 was killed by SIGKILL (restart 1)" in (seen.reason or "")
-
-
-def test_a_crash_loop_is_update_failed() -> None:
-    group = a_group(last_exit="leader (rank 0) exited with status 3: CUDA out of memory",
-                    restarts=3, consecutive_failures=3)  # fmt: skip
-    seen = observe_runtime(runtime(an_endpoint(), group), "real")
-    assert seen.status is EndpointStatus.UPDATE_FAILED
-    assert "CUDA out of memory" in (seen.reason or "")
-
-
-def test_ready_again_after_restarts_keeps_the_history_in_the_reason() -> None:
-    group = a_group(ready=True, restarts=2, last_exit="worker rank 1 exited with status 1")
-    seen = observe_runtime(runtime(an_endpoint(), group), "real")
-    assert seen.status is EndpointStatus.READY
-    assert "group 0 restarted 2 times (last: worker rank 1 exited with status 1)" in (
-        seen.reason or ""
-    )
 
 
 @pytest.mark.parametrize(

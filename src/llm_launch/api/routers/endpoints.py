@@ -57,7 +57,9 @@ Name = Annotated[str, Depends(_checked_name)]  # a dependency: FastAPI reads `na
 
 
 def _answer(service: EndpointService, endpoint: Endpoint) -> EndpointResponse:
-    return EndpointResponse.from_endpoint(endpoint, service.serving_point(endpoint))
+    return EndpointResponse.from_endpoint(
+        endpoint, service.serving_point(endpoint), service.group_details(endpoint)
+    )
 
 
 @router.post("", response_model=TaskResponse)

@@ -1,11 +1,11 @@
 """KubernetesBackend: runs endpoints as LeaderWorkerSets (multi-node) or Deployments.
 
 Callers: the reconciler (`services/reconciler.py`: apply, observe, teardown,
-collect_garbage), the endpoint service (teardown on delete, logs, `serving_point` for GET
-and list) and the inference router (`targets`). Next hops: `render.render_endpoint` (spec ->
-manifests), `apply` (server-side apply, prune, delete and wait), `watch` (informers whose
-caches `observe` and `targets` read), `status` (cache -> Observation), `client.KubeClient`
-(pod logs).
+collect_garbage), the endpoint service (teardown on delete, logs, `serving_point` and
+`group_details` for GET and list) and the inference router (`targets`). Next hops:
+`render.render_endpoint` (spec -> manifests), `apply` (server-side apply, prune, delete and
+wait), `watch` (informers whose caches `observe` and `targets` read), `status` (cache ->
+Observation), `details` (cache -> per-group detail), `client.KubeClient` (pod logs).
 
 The reconciler calls `apply` and `observe` every pass (about twice a second per endpoint):
 `apply` reaches the API server only when the endpoint's generation changed, when the
@@ -37,6 +37,7 @@ from llm_launch.backends.kubernetes.client import (
 )
 from llm_launch.backends.kubernetes.config import KubernetesConfig
 from llm_launch.backends.kubernetes.crd_check import check_lws_crd
+from llm_launch.backends.kubernetes.details import group_details
 from llm_launch.backends.kubernetes.errors import ObjectNotFound
 from llm_launch.backends.kubernetes.events import EventIndex, related_uids
 from llm_launch.backends.kubernetes.history import RecreationTracker, Termination
@@ -61,6 +62,7 @@ from llm_launch.backends.kubernetes.status import (
 from llm_launch.backends.kubernetes.watch import Informer, Listener, WatchTiming
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import FieldError, InvalidRequest, LaunchError, NotFound
+from llm_launch.domain.groups import GroupDetail
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER
@@ -267,6 +269,15 @@ class KubernetesBackend:
             deployment_name=object_name(owner, spec),
             concurrent_requests_per_worker=self.config.plan_options.forwarder_max_concurrency,
         )
+
+    def group_details(self, endpoint: Endpoint) -> list[GroupDetail]:
+        """Each group's pods as the watch cache holds them (`details.py`); none before the
+        watches have started."""
+        if "Pod" not in self._informers:
+            return []
+        pods = self._informers["Pod"].cache.for_endpoint(endpoint.id)
+        recreations = self._recreations.recreations(endpoint.id)
+        return group_details(self._workload(endpoint), pods, recreations)
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         """`process` is `rank-N` (container `engine` of rank N) or `forwarder` (the

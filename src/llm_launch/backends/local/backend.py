@@ -2,7 +2,9 @@
 
 The reconciler (services/reconciler.py) calls apply/observe/teardown; the inference
 router asks `targets` for the forwarders of ready groups, the endpoint service asks
-`serving_point` for those of running ones (GET and list). Group records are written to
+`serving_point` for those of running ones and `group_details` for each group's processes,
+phase, restarts and last cause (GET and list; worded by `status.py`, which also words the
+status reasons). Group records are written to
 `<data_dir>/local-backend/<endpoint id>.json`, so a restarted server adopts the groups
 it started (or stops them), and never leaves orphan processes.
 """
@@ -23,6 +25,7 @@ from typing import Any
 import httpx
 
 from llm_launch.backends.base import Observation, ServingPoint
+from llm_launch.backends.local import status
 from llm_launch.backends.local.capacity import Capacity
 from llm_launch.backends.local.controller import CRASH_LOOP_FAILURES, EndpointRuntime
 from llm_launch.backends.local.engine_mode import resolve_engine_mode
@@ -35,6 +38,7 @@ from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.engine_flags import binds_a_port, engine_flag
 from llm_launch.domain.errors import FieldError, NotFound
 from llm_launch.domain.frameworks import InferenceFramework
+from llm_launch.domain.groups import GroupDetail
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.engines.options import PlanOptions
@@ -140,6 +144,17 @@ class LocalBackend:
         groups = runtime.all_groups() if runtime else []
         urls = [g.forwarder_url for g in sorted(groups, key=lambda g: g.index) if g.processes]
         return ServingPoint(",".join(urls), None, self._max_concurrency)
+
+    def group_details(self, endpoint: Endpoint) -> list[GroupDetail]:
+        """Each group of the endpoint (a rollout's replacement and groups still draining
+        included), by index."""
+        runtime = self._runtimes.get(endpoint.id)
+        if runtime is None:
+            return []
+        now = time.monotonic()
+        details = [status.detail(g, now) for g in runtime.all_groups()]
+        details += [status.detail(g, now, draining=True) for g in list(runtime.retiring)]
+        return sorted(details, key=lambda d: (d.index, d.generation or 0))
 
     async def logs(self, endpoint: Endpoint, group: int, process: str, tail: int) -> str:
         return await asyncio.to_thread(_tail, self._log_path(endpoint, group, process), tail)
@@ -273,28 +288,26 @@ def observe_runtime(runtime: EndpointRuntime, engine_mode: str) -> Observation:
     if runtime.error is not None:
         reason = f"the local backend cannot run this endpoint: {runtime.error}"
         return Observation(EndpointStatus.UPDATE_FAILED, reason, available, unavailable)
-    current = [g for g in runtime.all_groups() if g.generation == endpoint.generation]
-    failing = [g for g in current if g.consecutive_failures >= CRASH_LOOP_FAILURES]
+    now = time.monotonic()
+    current = sorted(
+        (g for g in runtime.all_groups() if g.generation == endpoint.generation),
+        key=lambda g: g.index,
+    )
+    failing = [g for g in current if _crash_looping(g)]
     if failing:
-        return Observation(
-            EndpointStatus.UPDATE_FAILED, _describe(failing[0]), available, unavailable
-        )
+        reason = status.crash_loop_reason(failing[0], now)
+        return Observation(EndpointStatus.UPDATE_FAILED, reason, available, unavailable)
     settled = runtime.surge is None and all(
         g.generation == endpoint.generation for g in runtime.groups.values()
     )
     if settled and len(serving) == wanted:
-        notes = [SIMULATED_NOTE] if engine_mode == "simulated" else []
-        notes += [
-            _history(g)
-            for g in sorted(runtime.groups.values(), key=lambda g: g.index)
-            if g.restarts
-        ]
-        reason = "ready" + (f"; {'; '.join(notes)}" if notes else "")
+        # The history of restarts is in GET's per-group detail: a reason says what is now.
+        reason = f"ready; {SIMULATED_NOTE}" if engine_mode == "simulated" else "ready"
         if wanted == 0:
             reason = "scaled to zero (min_workers=0); the local backend does not autoscale"
         return Observation(EndpointStatus.READY, reason, available, unavailable)
-    waiting = next((g for g in sorted(current, key=lambda g: g.index) if not g.ready), None)
-    reason = _describe(waiting) if waiting else "rolling update in progress"
+    waiting = next((g for g in current if not g.ready), None)
+    reason = status.reason(waiting, now) if waiting else "rolling update in progress"
     if runtime.waiting is not None:  # a wanted group (or the roll's next one) cannot start yet
         reason = f"{runtime.waiting} ({len(runtime.groups)} of {wanted} groups started)"
     if engine_mode == "simulated":
@@ -302,20 +315,9 @@ def observe_runtime(runtime: EndpointRuntime, engine_mode: str) -> Observation:
     return Observation(EndpointStatus.UPDATE_IN_PROGRESS, reason, available, unavailable)
 
 
-def _describe(group: ProcessGroup) -> str:
-    where = f"group {group.index}"
-    if group.last_exit and not group.processes:
-        wait = max(0.0, group.next_start_at - time.monotonic())
-        return f"{where} restarting in {wait:.0f}s: {group.last_exit} (restart {group.restarts})"
-    if group.last_exit:
-        return (f"{where} restarted after {group.last_exit} (restart {group.restarts}); "
-                "waiting for the leader's generation check")  # fmt: skip
-    return f"{where} starting: waiting for the leader's generation check"
-
-
-def _history(group: ProcessGroup) -> str:
-    times = "time" if group.restarts == 1 else "times"
-    return f"group {group.index} restarted {group.restarts} {times} (last: {group.last_exit})"
+def _crash_looping(group: ProcessGroup) -> bool:
+    failures = max(group.consecutive_failures, group.forwarder_failures)
+    return failures >= CRASH_LOOP_FAILURES
 
 
 def _tail(path: Path, lines: int) -> str:

@@ -1,12 +1,18 @@
 """EndpointRuntime: drives one endpoint's local groups towards its wanted spec.
 
-A small control loop (one asyncio task per endpoint, owned by LocalBackend): restart a
-group whose process exited (the whole group, like RecreateGroupOnPodRestart) after a
-capped exponential backoff; poll each leader's forwarder `/readyz` (a real generation
+A small control loop (one asyncio task per endpoint, owned by LocalBackend): recreate a
+group whose engine rank exited (the whole group, like RecreateGroupOnPodRestart) after a
+capped exponential backoff; restart a forwarder that exited alone, with a backoff of its
+own, while the engine ranks keep running (the group is out of routing until its new
+forwarder's `/readyz` passes); poll each leader's forwarder `/readyz` (a real generation
 check), and recreate a group whose leader, once ready, has failed it for the plan's
 `hang_restart_s` (what the engine's livenessProbe does on Kubernetes); scale to
 `min_workers` groups; roll a new generation one group at a time, keeping the old group
 serving until its replacement is ready.
+
+Every recreation or restart is recorded on the group as a structured `GroupCause` (which
+process, exit code or signal, what was seen, when; the failed process's last log lines
+only as its excerpt) and logged by the server, one line each.
 
 A group leaving (scale-down, a rollout replacing it, delete) is retired: out of routing
 at once, then drained in a thread of its own (the forwarder's preStop hook: no new
@@ -22,13 +28,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from llm_launch.backends.local.capacity import Capacity
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup
+from llm_launch.backends.local.processes import LocalProcess
 from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.groups import CauseKind, GroupCause
 from llm_launch.engines.plan import LaunchPlan
 
 log = logging.getLogger("llm_launch.backends.local")
@@ -97,45 +106,82 @@ class EndpointRuntime:
                 self._restart_exited()
 
     def _restart_exited(self) -> None:
-        """Recreate groups that lost a process or whose leader hung, after their backoff."""
+        """Recreate groups that lost an engine rank or whose leader hung, restart exited
+        forwarders alone, each after its backoff."""
         now = time.monotonic()
         for group in self.all_groups():
             if not group.processes:
                 if now >= group.next_start_at:
                     self._start(group)
                 continue
-            exited = group.first_exited()
-            if exited is not None:
-                line = exited.last_log_line()
-                group.last_exit = f"{_role(exited.name)} {exited.describe_exit()}" + (
-                    f": {line}" if line else ""
-                )
-            elif group.hung_for_s is not None:
-                # Hung, not crashed: nothing it serves can finish, so no drain either.
-                group.last_exit = (
-                    "leader stopped answering the generation check for "
-                    f"{group.hung_for_s:.0f} s; group recreated"
-                )
+            cause = _group_failure(group)
+            if cause is not None:
+                self._recreate(group, cause)
             else:
-                continue
-            group.ready = False
-            group.restarts += 1
-            group.consecutive_failures += 1
-            group.stop()
-            group.processes = []
-            group.next_start_at = time.monotonic() + backoff_s(group.consecutive_failures)
+                self._tend_forwarder(group, now)
+
+    def _recreate(self, group: ProcessGroup, cause: GroupCause) -> None:
+        """Stop the whole group; it starts again once its backoff is over."""
+        group.ready = False
+        group.restarts += 1
+        group.consecutive_failures += 1
+        wait = backoff_s(group.consecutive_failures)
+        self._record(group, cause, group.restarts, wait)
+        group.stop()  # hung, not crashed: nothing it serves can finish, so no drain either
+        group.processes = []
+        group.next_start_at = time.monotonic() + wait
+        self.persist(self)
+
+    def _tend_forwarder(self, group: ProcessGroup, now: float) -> None:
+        """Take out a forwarder that exited; start it again (alone) after its backoff."""
+        exited = group.forwarder_exited()
+        if exited is not None:
+            group.ready = False  # out of routing until the new forwarder's /readyz passes
+            cause = _exit_cause(CauseKind.FORWARDER_EXITED, exited)
+            group.drop_forwarder(exited)
+            group.forwarder_restarts += 1
+            group.forwarder_failures += 1
+            wait = backoff_s(group.forwarder_failures)
+            self._record(group, cause, group.forwarder_restarts, wait)
+            group.forwarder_next_start_at = now + wait
             self.persist(self)
+        elif group.forwarder is None and now >= group.forwarder_next_start_at:
+            plan = group.plan or self.plan_for(self.endpoint, group.ports)
+            try:
+                group.restart_forwarder(plan, self.base_env, self.endpoint.forwarder_token)
+            except Exception as exc:
+                group.forwarder_failures += 1
+                wait = backoff_s(group.forwarder_failures)
+                self._record(group, _spawn_cause("forwarder", exc), group.forwarder_restarts, wait)
+                group.forwarder_next_start_at = now + wait
+                raise
+            self.persist(self)
+
+    def _record(self, group: ProcessGroup, cause: GroupCause, count: int, wait: float) -> None:
+        group.last_cause = cause
+        group.recovered = False
+        log.warning(
+            "endpoint %s: group %d: %s; starting again in %.0f s",
+            self.endpoint.name, group.index, cause.line(count), wait,
+        )  # fmt: skip
 
     async def _poll_readiness(self) -> None:
         groups = [g for g in self.all_groups() if g.processes]
         results = await asyncio.gather(*(self._ready(g) for g in groups))
         now = time.monotonic()
-        for group, ready in zip(groups, results, strict=True):
-            group.ready = ready
-            if ready:
+        for group, answer in zip(groups, results, strict=True):
+            group.ready = answer is True and group.forwarder is not None
+            if answer is not None:
+                group.awaiting_forwarder = False
+            if group.ready:
                 group.ever_ready = True
                 group.last_ready_at = now
                 group.consecutive_failures = 0
+                group.forwarder_failures = 0
+                group.recovered = True  # its last cause is over: history, not status
+            elif group.forwarder is None or group.awaiting_forwarder:
+                # Nothing answers for the leader yet: not the leader's hang.
+                group.last_ready_at = now
             elif group.ever_ready and now - group.last_ready_at >= self._hang_restart_s(group):
                 group.hung_for_s = now - group.last_ready_at  # recreated by _supervise
 
@@ -143,9 +189,14 @@ class EndpointRuntime:
         plan = group.plan or self.plan_for(self.endpoint, group.ports)
         return plan.hang_restart_s
 
-    async def _ready(self, group: ProcessGroup) -> bool:
+    async def _ready(self, group: ProcessGroup) -> bool | None:
+        """Whether the leader passes its generation check; None when no forwarder listens."""
+        if group.forwarder is None:
+            return None
         try:
             response = await self.http.get(f"{group.forwarder_url}/readyz", timeout=5.0)
+        except httpx.ConnectError:
+            return None
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -226,8 +277,9 @@ class EndpointRuntime:
         except Exception as exc:
             # Back off like a crash, so a group that cannot spawn is not retried every tick.
             group.consecutive_failures += 1
-            group.last_exit = f"could not start: {type(exc).__name__}: {exc}"
-            group.next_start_at = time.monotonic() + backoff_s(group.consecutive_failures)
+            wait = backoff_s(group.consecutive_failures)
+            self._record(group, _spawn_cause(group.spawning, exc), group.restarts, wait)
+            group.next_start_at = time.monotonic() + wait
             raise
         self.persist(self)
 
@@ -273,9 +325,31 @@ class EndpointRuntime:
             self.capacity.forget(self.endpoint.id)
 
 
-def _role(process_name: str) -> str:
-    if process_name == "rank-0":
-        return "leader (rank 0)"
-    if process_name.startswith("rank-"):
-        return f"worker rank {process_name.split('-')[1]}"
-    return process_name
+def _group_failure(group: ProcessGroup) -> GroupCause | None:
+    """Why the whole group must be recreated now (an engine rank exited, or the leader
+    hung), or None."""
+    exited = group.engine_exited()
+    if exited is not None:
+        return _exit_cause(CauseKind.EXITED, exited)
+    if group.hung_for_s is None:
+        return None
+    leader = next((p for p in group.processes if p.name == "rank-0"), None)
+    return GroupCause(
+        CauseKind.HUNG, "rank-0",
+        f"stopped answering the generation check for {group.hung_for_s:.0f} s",
+        datetime.now(UTC), excerpt=leader.log_excerpt() if leader else None,
+    )  # fmt: skip
+
+
+def _exit_cause(kind: CauseKind, process: LocalProcess) -> GroupCause:
+    code, signal, saw = process.exit_facts()
+    return GroupCause(
+        kind, process.name, saw, datetime.now(UTC),
+        exit_code=code, signal=signal, excerpt=process.log_excerpt(),
+    )  # fmt: skip
+
+
+def _spawn_cause(process: str | None, exc: Exception) -> GroupCause:
+    return GroupCause(
+        CauseKind.COULD_NOT_START, process, f"{type(exc).__name__}: {exc}", datetime.now(UTC)
+    )

@@ -7,6 +7,12 @@ the way the LeaderWorkerSet controller sets it in pods. The forwarder alone gets
 endpoint's token (LLM_LAUNCH_FORWARDER_TOKEN), in its environment: never on a command
 line, which any local user can read, and never in an engine rank's environment.
 
+Each rank's startup program reports its progress (phase, weights fetched) in a file of
+the group's log folder, `rank-N.progress.json` (LLM_LAUNCH_PROGRESS_FILE, removed before
+each start so that no report of an earlier run is read); the forwarder is given rank 0's,
+the report its `/readyz` serves. A forwarder that exits is restarted alone
+(`restart_forwarder`, the same command, port and token): the engine ranks keep running.
+
 Before a group is stopped for a scale-down, a rollout or a delete, `drain` runs the
 forwarder's preStop hook from the plan (`runtime.drain`, the command Kubernetes runs in
 the forwarder container), so in-flight requests finish before the engine stops.
@@ -23,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from llm_launch.backends.local.files import open_private
-from llm_launch.backends.local.processes import LocalProcess
+from llm_launch.backends.local.processes import START_MARKER, LocalProcess
+from llm_launch.domain.groups import GroupCause
+from llm_launch.domain.progress import PROGRESS_FILE_ENV, StartupProgress
 from llm_launch.engines.common import ENGINE_CONTAINER, FORWARDER_CONTAINER, FORWARDER_TOKEN_ENV
 from llm_launch.engines.plan import LaunchPlan
 
@@ -72,6 +80,11 @@ def rank_commands(
     return result
 
 
+def rank_of(process_name: str) -> int:
+    """The rank of "rank-N"; the forwarder runs beside rank 0."""
+    return int(process_name.split("-")[1]) if process_name.startswith("rank-") else 0
+
+
 @dataclass
 class ProcessGroup:
     """The processes of one group, and what happened to them."""
@@ -81,10 +94,16 @@ class ProcessGroup:
     generation: int
     ports: GroupPorts
     log_dir: Path
-    processes: list[LocalProcess] = field(default_factory=list)
-    restarts: int = 0
+    processes: list[LocalProcess] = field(default_factory=list)  # a dead forwarder removed
+    restarts: int = 0  # recreations of the whole group
     consecutive_failures: int = 0
-    last_exit: str | None = None
+    forwarder_restarts: int = 0
+    forwarder_failures: int = 0  # consecutive, like consecutive_failures
+    forwarder_next_start_at: float = 0.0  # after the forwarder exited, its backoff ends here
+    awaiting_forwarder: bool = False  # restarted, not answering yet: no hang is counted
+    last_cause: GroupCause | None = None
+    recovered: bool = True  # ready again since `last_cause`: the reason no longer names it
+    spawning: str | None = None  # the process being spawned (names a failed spawn)
     ready: bool = False
     ever_ready: bool = False  # since its last start
     last_ready_at: float = 0.0  # when its generation check last passed (monotonic)
@@ -97,29 +116,60 @@ class ProcessGroup:
     def forwarder_url(self) -> str:
         return f"http://{LOCALHOST}:{self.ports.forwarder}"
 
+    @property
+    def forwarder(self) -> LocalProcess | None:
+        return next((p for p in self.processes if p.name == "forwarder"), None)
+
     def start(self, plan: LaunchPlan, base_env: Mapping[str, str], forwarder_token: str) -> None:
         self.plan = plan
         self.processes = []
         self.ready = False
         self.ever_ready = False  # a recreated group is judged afresh
         self.hung_for_s = None
+        self.awaiting_forwarder = False
+        self.forwarder_failures = 0
+        self.forwarder_next_start_at = 0.0
         self.started_at = time.monotonic()
+        self._remove_progress_reports()
         try:
             for name, argv, env in rank_commands(plan, self.ports):
-                rank = int(name.split("-")[1]) if name.startswith("rank-") else 0
-                process_env = {**base_env, **env, **self._lws_env(plan.nodes, rank)}
-                process_env.pop(FORWARDER_TOKEN_ENV, None)  # never inherited from the server
-                if name == "forwarder":
-                    process_env[FORWARDER_TOKEN_ENV] = forwarder_token
-                log_path = self.log_dir / f"{name}.log"
-                _mark_start(log_path, self.restarts, argv)
-                self.processes.append(LocalProcess.spawn(name, argv, process_env, log_path))
+                self.spawning = name
+                self.processes.append(
+                    self._spawn(name, argv, env, plan.nodes, base_env, forwarder_token)
+                )
         except BaseException:
             # A rank that cannot spawn (bad argv or environment, no such program) must not
             # leave the ranks before it running: a group runs whole or not at all.
             self.stop()
             self.processes = []
             raise
+        self.spawning = None
+
+    def restart_forwarder(
+        self, plan: LaunchPlan, base_env: Mapping[str, str], forwarder_token: str
+    ) -> None:
+        """Start the forwarder again, alone: the same command, port, token and report."""
+        name, argv, env = rank_commands(plan, self.ports)[-1]
+        self.processes.append(self._spawn(name, argv, env, plan.nodes, base_env, forwarder_token))
+        self.awaiting_forwarder = True
+
+    def _spawn(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], size: int,
+        base_env: Mapping[str, str], forwarder_token: str,
+    ) -> LocalProcess:  # fmt: skip
+        rank = rank_of(name)
+        process_env = {**base_env, **env, **self._lws_env(size, rank)}
+        process_env.pop(FORWARDER_TOKEN_ENV, None)  # never inherited from the server
+        # The forwarder gets rank 0's report: the one it serves in its /readyz body.
+        process_env[PROGRESS_FILE_ENV] = str(self.progress_path(rank))
+        if name == "forwarder":
+            process_env[FORWARDER_TOKEN_ENV] = forwarder_token
+        log_path = self.log_dir / f"{name}.log"
+        label = str(self.restarts)
+        if name == "forwarder" and self.forwarder_restarts:
+            label += f" (forwarder restart {self.forwarder_restarts})"
+        _mark_start(log_path, label, argv)
+        return LocalProcess.spawn(name, argv, process_env, log_path)
 
     def _lws_env(self, size: int, rank: int) -> dict[str, str]:
         return {
@@ -130,8 +180,39 @@ class ProcessGroup:
             "POD_IP": LOCALHOST,
         }
 
-    def first_exited(self) -> LocalProcess | None:
-        return next((p for p in self.processes if not p.alive()), None)
+    def progress_path(self, rank: int) -> Path:
+        return self.log_dir / f"rank-{rank}.progress.json"
+
+    def progress_reports(self) -> dict[int, StartupProgress]:
+        """Each engine rank's latest startup report, by rank (none yet: left out)."""
+        reports = {}
+        for process in self.processes:
+            if process.name.startswith("rank-"):
+                try:
+                    text = self.progress_path(rank_of(process.name)).read_text()
+                except OSError:
+                    continue
+                report = StartupProgress.from_json(text)
+                if report is not None:
+                    reports[rank_of(process.name)] = report
+        return reports
+
+    def _remove_progress_reports(self) -> None:
+        for stale in self.log_dir.glob("rank-*.progress.json") if self.log_dir.is_dir() else []:
+            stale.unlink(missing_ok=True)
+
+    def engine_exited(self) -> LocalProcess | None:
+        """The first engine rank that exited (it takes the whole group down), or None."""
+        return next((p for p in self.processes if p.name != "forwarder" and not p.alive()), None)
+
+    def forwarder_exited(self) -> LocalProcess | None:
+        forwarder = self.forwarder
+        return forwarder if forwarder is not None and not forwarder.alive() else None
+
+    def drop_forwarder(self, forwarder: LocalProcess) -> None:
+        """Take an exited forwarder out (and whatever it left running in its session)."""
+        forwarder.stop(grace_s=1.0)
+        self.processes.remove(forwarder)
 
     def drain(self, plan: LaunchPlan, base_env: Mapping[str, str], forwarder_token: str) -> None:
         """Run the forwarder's preStop hook (stop taking requests, wait for those in flight,
@@ -169,6 +250,9 @@ class ProcessGroup:
             },
             "log_dir": str(self.log_dir),
             "restarts": self.restarts,
+            "forwarder_restarts": self.forwarder_restarts,
+            "last_cause": self.last_cause.to_record() if self.last_cause else None,
+            "recovered": self.recovered,
             "processes": [
                 {
                     "name": p.name,
@@ -191,6 +275,9 @@ class ProcessGroup:
             ports=GroupPorts(ports["forwarder"], ports["rendezvous"], tuple(ports["engines"])),
             log_dir=Path(record["log_dir"]),
             restarts=int(record.get("restarts", 0)),
+            forwarder_restarts=int(record.get("forwarder_restarts", 0)),
+            last_cause=GroupCause.from_record(record.get("last_cause")),
+            recovered=bool(record.get("recovered", True)),
         )
         for entry in record["processes"]:
             process = LocalProcess.adopt(
@@ -213,8 +300,8 @@ def stop_recorded_processes(record: Mapping[str, Any]) -> None:
             process.stop(grace_s=5.0)
 
 
-def _mark_start(log_path: Path, restarts: int, argv: Sequence[str]) -> None:
+def _mark_start(log_path: Path, label: str, argv: Sequence[str]) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open_private(log_path) as log:
-        line = f"=== llm-launch: start {restarts} at {stamp} (pid of llm-launch {os.getpid()})\n"
+        line = f"{START_MARKER}{label} at {stamp} (pid of llm-launch {os.getpid()})\n"
         log.write(line.encode())

@@ -18,6 +18,11 @@ from pathlib import Path
 
 from llm_launch.backends.local.files import open_private
 
+START_MARKER = "=== llm-launch: start "  # begins the line the group writes before each start
+EXCERPT_LINES = 10
+EXCERPT_BYTES = 8192
+EXCERPT_LINE_CHARS = 300
+
 
 def process_start_time(pid: int) -> int | None:
     """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
@@ -74,29 +79,35 @@ class LocalProcess:
             return False
         return True
 
-    def describe_exit(self) -> str:
+    def exit_facts(self) -> tuple[int | None, str | None, str]:
+        """(exit status, signal name, what was seen) of a process that exited."""
         code = self.exit_code
         if code is None:
-            return "is running"
-        if code < 0 and self.popen is not None:
-            try:
-                return f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"exited with signal {-code}"
+            return None, None, "is running"
         if self.popen is None:
-            return "exited (adopted process: status unknown)"
-        return f"exited with status {code}"
+            return None, None, "exited (status unknown: adopted after a server restart)"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                return None, None, f"killed by signal {-code}"
+            return None, name, f"killed by {name}"
+        return code, None, f"exited with status {code}"
 
-    def last_log_line(self) -> str:
+    def log_excerpt(self, lines: int = EXCERPT_LINES) -> str | None:
+        """The last `lines` lines its log holds since its latest start, or None: attached to
+        a failure's cause for people to read, never shown as a status reason."""
         try:
             with self.log_path.open("rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
-                lines = [
-                    ln for ln in log.read().decode(errors="replace").splitlines() if ln.strip()
-                ]
+                log.seek(max(0, log.seek(0, os.SEEK_END) - EXCERPT_BYTES))
+                text = log.read().decode(errors="replace")
         except OSError:
-            return ""
-        return lines[-1].strip()[:300] if lines else ""
+            return None
+        _, marker, since = text.rpartition(START_MARKER)
+        if marker:  # the marker line itself is ours, not the process's
+            since = since.partition("\n")[2]
+        kept = [ln.rstrip()[:EXCERPT_LINE_CHARS] for ln in since.splitlines() if ln.strip()]
+        return "\n".join(kept[-lines:]) or None
 
     def signal_tree(self, sig: signal.Signals) -> None:
         if self.exit_code is not None and self.popen is not None:
