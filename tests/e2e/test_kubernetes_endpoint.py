@@ -71,6 +71,11 @@ def test_the_runbook_endpoint_runs_as_a_leaderworkerset_whose_pods_drive_its_sta
     controller_reports(kube_api, ready=1)
     ready = wait_for(client, "deepseek-r1", lambda e: e["status"] == "READY", timeout=30)
     assert ready["spec"]["deployment_state"]["available_workers"] == 1
+    (group,) = ready["spec"]["groups"]  # the group's pods, from the watch cache
+    assert (group["index"], group["ready"], group["phase"]) == (0, True, "ready")
+    assert [(p["name"], p["pid"], p["alive"]) for p in group["processes"]] == [
+        ("rank-0", None, True), ("rank-1", None, True),
+    ]  # fmt: skip
 
     assert client.delete("/v1/llm/model-endpoints/deepseek-r1").json() == {"deleted": True}
     assert client.get("/v1/llm/model-endpoints/deepseek-r1").status_code == 404  # at once
