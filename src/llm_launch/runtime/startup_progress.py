@@ -27,9 +27,10 @@ from llm_launch.domain.progress import PROGRESS_FILE_ENV, Phase, StartupProgress
 
 __all__ = ["FetchMeter", "ProgressReporter"]
 
-# Readable by the forwarder, which runs as another user in the same pod; a report holds
-# nothing its pod's containers may not see.
-REPORT_MODE = 0o644
+# As a file created under the process's umask: in a pod (umask 022) the forwarder, which
+# runs as another user, reads it; the local backend's processes (umask 077) keep it private.
+# (mkstemp would make it 0600 whatever the umask.)
+CREATED_MODE = 0o666
 FETCH_REPORT_INTERVAL_S = 1.0  # at most one downloading report per second
 RATE_WINDOW_S = 10.0  # the rate is over the last seconds of the fetch, not since its start
 
@@ -50,6 +51,7 @@ class ProgressReporter:
         self._clock = clock
         self._lock = threading.Lock()
         self._failed = False  # a write failed once: said so, not again
+        self._mode = CREATED_MODE & ~_umask()
 
     @classmethod
     def from_environment(
@@ -67,7 +69,7 @@ class ProgressReporter:
         progress = StartupProgress(self.rank, phase, self._clock(), detail, weights)
         with self._lock:
             try:
-                _write_atomically(self.path, progress.to_json())
+                _write_atomically(self.path, progress.to_json(), self._mode)
             except OSError as exc:
                 if not self._failed:
                     self._failed = True
@@ -115,13 +117,26 @@ class FetchMeter:
         return max(0.0, (last_done - first_done) / (last_at - first_at))
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _umask() -> int:
+    """This process's umask, read without changing it (other threads may create files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: the classic read, which sets it back at once
+    os.umask(mask)
+    return mask
+
+
+def _write_atomically(path: Path, text: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-            os.fchmod(handle.fileno(), REPORT_MODE)
+            os.fchmod(handle.fileno(), mode)
         os.replace(staged, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -7,6 +7,7 @@ report is read back from the real file the moment it is written.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -208,6 +209,20 @@ def test_a_report_that_cannot_be_written_is_said_once_and_the_startup_goes_on(
     reporter = ProgressReporter(pod / "a-file" / "progress.json", 0, said.append)
     run_to_exec(args(pod, f"--checkpoint-path={S3_URI}", nnodes=1), reporter)
     assert len(said) == 1 and "cannot write the progress report" in said[0]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_a_report_is_as_readable_as_the_umask_lets_files_be(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    # In a pod (022) the forwarder, another user, reads it; locally (077) it stays private.
+    previous = os.umask(umask)
+    try:
+        reporter = ProgressReporter(tmp_path / "progress.json", 0, print)
+        reporter.report(Phase.STARTING_ENGINE)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "progress.json").stat().st_mode & 0o777 == mode
 
 
 class TestSimulatedEngines:
