@@ -22,7 +22,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -264,6 +264,32 @@ async def test_a_starting_group_shows_what_each_rank_reports_in_its_reason_and_d
         assert (progress["rank-1"] or "").startswith("waiting for the leader")
         assert progress["forwarder"] is None
         assert detail.phase.startswith("starting: rank 0 engine starting")
+    finally:
+        await backend.teardown(endpoint)
+        await backend.close()
+
+
+async def test_a_rank_whose_startup_failed_is_named_with_its_reports_error(
+    tmp_path: Path,
+) -> None:
+    roots = (PurePosixPath(str(tmp_path)),)
+    backend = LocalBackend(tmp_path, "simulated", PortAllocator(first=43400, last=43499),
+                           checkpoint_roots=roots)  # fmt: skip
+    missing = f"file://{tmp_path}/nonexistent"
+    endpoint = an_endpoint(checkpoint_path=missing)
+    try:
+        await backend.apply(endpoint)
+        failed = await Watch(backend, endpoint).until(
+            lambda o: o.status is EndpointStatus.UPDATE_FAILED, "UPDATE_FAILED"
+        )
+        assert (
+            "leader (rank 0) exited with status 1: startup failed: cannot fetch checkpoint "
+            f"{missing}: {tmp_path}/nonexistent does not exist; group recreated at "
+        ) in (failed.reason or "")
+        assert "llm-launch-startup: error" not in (failed.reason or "")  # its log line
+        (detail,) = backend.group_details(endpoint)
+        assert detail.last_cause is not None and detail.last_cause.exit_code == 1
+        assert "llm-launch-startup: error: cannot fetch" in (detail.last_cause.excerpt or "")
     finally:
         await backend.teardown(endpoint)
         await backend.close()

@@ -27,17 +27,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from llm_launch.backends.local.capacity import Capacity
-from llm_launch.backends.local.group import GroupPorts, ProcessGroup
+from llm_launch.backends.local.group import GroupPorts, ProcessGroup, rank_of
 from llm_launch.backends.local.processes import LocalProcess
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.groups import CauseKind, GroupCause
+from llm_launch.domain.progress import Phase
 from llm_launch.engines.plan import LaunchPlan
 
 log = logging.getLogger("llm_launch.backends.local")
@@ -45,6 +46,7 @@ log = logging.getLogger("llm_launch.backends.local")
 TICK_S = 0.25
 MAX_BACKOFF_S = 30.0
 CRASH_LOOP_FAILURES = 3  # consecutive failures before the endpoint reports UPDATE_FAILED
+STARTUP_ERROR_CHARS = 500  # of a failed startup's report, in the cause
 
 PlanFactory = Callable[[Endpoint, GroupPorts], LaunchPlan]
 
@@ -330,7 +332,13 @@ def _group_failure(group: ProcessGroup) -> GroupCause | None:
     hung), or None."""
     exited = group.engine_exited()
     if exited is not None:
-        return _exit_cause(CauseKind.EXITED, exited)
+        cause = _exit_cause(CauseKind.EXITED, exited)
+        report = group.progress_reports().get(rank_of(exited.name))
+        if report is not None and report.phase is Phase.FAILED and report.detail:
+            # The startup program's own structured word on why (a fetch that failed, say).
+            detail = report.detail[:STARTUP_ERROR_CHARS]
+            cause = replace(cause, saw=f"{cause.saw}: startup failed: {detail}")
+        return cause
     if group.hung_for_s is None:
         return None
     leader = next((p for p in group.processes if p.name == "rank-0"), None)
