@@ -27,7 +27,7 @@ from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
-from llm_launch.runtime.forwarder_app import ForwarderConfig, create_app
+from llm_launch.runtime.forwarder.app import ForwarderConfig, create_app
 from tests.builders import endpoint_body
 
 TOKEN = "drain-test-token-0123456789abcdef"

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from llm_launch.runtime.forwarder_transport import EnginePool
+from llm_launch.runtime.forwarder.transport import EnginePool
 from tests.support.server import free_port
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

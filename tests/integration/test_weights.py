@@ -16,9 +16,14 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from llm_launch.runtime import weights as weights_module
-from llm_launch.runtime import weights_clients as weights
-from llm_launch.runtime.weights import MARKER_NAME, WeightsError, destination_name, fetch_checkpoint
+from llm_launch.runtime.startup import weights as weights_module
+from llm_launch.runtime.startup import weights_clients as weights
+from llm_launch.runtime.startup.weights import (
+    MARKER_NAME,
+    WeightsError,
+    destination_name,
+    fetch_checkpoint,
+)
 from tests.support.weights import Lines, read_tree
 
 BUCKET = "checkpoints"

@@ -36,8 +36,8 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 from llm_launch.domain.weights_cache import cache_directory_name
-from llm_launch.runtime.startup import chat_template_file
-from llm_launch.runtime.weights import MARKER_NAME
+from llm_launch.runtime.startup.program import chat_template_file
+from llm_launch.runtime.startup.weights import MARKER_NAME
 from tests.support.weights import read_tree
 
 BUCKET = "checkpoints"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from llm_launch.domain.checkpoints import checkpoint_root_problem, parse_checkpoint_roots
-from llm_launch.runtime.weights import WeightsError, fetch_checkpoint
+from llm_launch.runtime.startup.weights import WeightsError, fetch_checkpoint
 from tests.builders import endpoint_body
 from tests.support.server import RunningServer
 

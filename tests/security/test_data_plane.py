@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from llm_launch.runtime.forwarder_app import ForwarderConfig, create_app
+from llm_launch.runtime.forwarder.app import ForwarderConfig, create_app
 from llm_launch.store import database
 from tests.builders import endpoint_body
 from tests.support.data_plane import TOKEN_ENV, Process, start_forwarder

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
-from llm_launch.runtime.forwarder import TOKEN_ENV
+from llm_launch.runtime.forwarder.cli import TOKEN_ENV
 from tests.support.processes import WAIT_S, Process
 from tests.support.server import free_port
 

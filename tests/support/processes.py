@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from llm_launch.runtime.forwarder import TOKEN_ENV
+from llm_launch.runtime.forwarder.cli import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0  # upper bound on any wait: a liveness limit, not a timing assertion

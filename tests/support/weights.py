@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_launch.runtime.weights import MARKER_NAME
+from llm_launch.runtime.startup.weights import MARKER_NAME
 
 
 class Lines:

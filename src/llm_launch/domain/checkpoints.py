@@ -2,7 +2,7 @@
 
 Called by the endpoint service (`services/endpoints.py`) on every create and update, with
 the roots of `serve --checkpoint-roots` (LLM_LAUNCH_CHECKPOINT_ROOTS), and by the in-pod
-fetch (`runtime/weights.py`) on the resolved path. The check here looks only at the text:
+fetch (`runtime/startup/weights.py`) on the resolved path. The check here looks only at the text:
 it never touches the file system, because a check that stats a path is itself a probe of
 the host, and its messages depend on nothing but the request and the configured roots.
 

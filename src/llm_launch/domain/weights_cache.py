@@ -1,6 +1,6 @@
 """The directory a downloaded checkpoint gets in a weights directory or a shared weights cache.
 
-Two callers must agree on it: the in-pod fetch (`runtime/weights.py`) copies a remote
+Two callers must agree on it: the in-pod fetch (`runtime/startup/weights.py`) copies a remote
 checkpoint to `<weights dir>/<cache_directory_name(uri)>`, and the Kubernetes rendering
 (`backends/kubernetes/render_pod.py`) gives each checkpoint its own directory of a node-local
 (hostPath) or shared (PersistentVolumeClaim) cache under the same name. The name is a pure

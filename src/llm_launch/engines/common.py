@@ -1,5 +1,5 @@
 """Pieces every framework's plan shares: the startup invocation, env, probes, forwarder,
-and the group's preStop hooks (draining, `runtime.drain`).
+and the group's preStop hooks (draining, `runtime.forwarder.drain`).
 
 One definition for both backends: Kubernetes renders these probes and hooks into pods
 (`backends.kubernetes.render_pod`); the local backend polls the same checks and runs the

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from llm_launch.runtime.forwarder_http import Message, Receive, Send
+from llm_launch.runtime.forwarder.asgi import Message, Receive, Send
 
 __all__ = ["WATCH_AFTER_S", "ClientWatch"]
 

@@ -1,6 +1,6 @@
 """Launch's completion shapes, mapped to and from the engines' own APIs (pure functions).
 
-Called by the forwarder app (`runtime.forwarder_app`) for `POST /predict` and
+Called by the forwarder app (`runtime.forwarder.app`) for `POST /predict` and
 `POST /stream`; its next hop is the engine, through the bodies built here: SGLang's
 native `POST /generate` (`{"text", "sampling_params", ...}`) or an OpenAI-compatible
 `POST /v1/completions` (vLLM). No I/O, no clock: each function maps one value to another.

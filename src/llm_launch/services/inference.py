@@ -7,7 +7,7 @@ idler one.
 
 Called by the completion routes (api/routers/inference.py); the next hop is the forwarder
 on each group's leader. Every request crosses this module, so it uses the forwarder's own
-pooled keep-alive client (runtime/forwarder_transport.py: an order of magnitude less CPU
+pooled keep-alive client (runtime/forwarder/transport.py: an order of magnitude less CPU
 than httpx), one pool per target, and relays streamed bytes as they arrive.
 
 Every request carries the endpoint's forwarder token (`Authorization: Bearer`): the
@@ -30,7 +30,7 @@ import httpx
 from llm_launch.backends.base import Backend
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import ServiceUnavailable, UpstreamFailed, UpstreamTimeout
-from llm_launch.runtime.forwarder_transport import EnginePool
+from llm_launch.runtime.forwarder.transport import EnginePool
 from llm_launch.store.repository import EndpointRepository
 
 CACHE_TTL_S = 0.5  # endpoint lookups are cached this long; ownership is still checked

@@ -1,6 +1,6 @@
 """`python -m llm_launch.simulator ray ...`: the simulated `ray` command of a vLLM group.
 
-A simulated vLLM multi-node group runs the plan's own commands (`runtime/engine_command.py`)
+A simulated vLLM multi-node group runs the plan's own commands (`runtime/startup/engine_command.py`)
 with `ray` replaced by this:
 - `ray start --head --port P --node-ip-address IP [--block]`: the head (`simulator.ray_head`).
   Without `--block` it starts the head as a background process and returns once the head

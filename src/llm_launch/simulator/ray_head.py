@@ -1,7 +1,7 @@
 """The simulated Ray head: the cluster's registry of nodes, which vLLM's driver places on.
 
 Run by `ray start --head ... --block` (`simulator.ray_cli`), which a simulated vLLM leader's
-startup program runs before `vllm serve` (see `runtime/engine_command.py`); worker nodes
+startup program runs before `vllm serve` (see `runtime/startup/engine_command.py`); worker nodes
 (`ray start --address HEAD --block`) register here, and `vllm serve` and `ray status`
 ask it which nodes are alive (`simulator.vllm`, `simulator.ray_cli`).
 

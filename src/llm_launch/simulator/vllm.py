@@ -1,6 +1,6 @@
 """`python -m llm_launch.simulator vllm serve MODEL ...`: the simulated vLLM server.
 
-A simulated vLLM endpoint runs its plan's own argv (`runtime/engine_command.py`) with
+A simulated vLLM endpoint runs its plan's own argv (`runtime/startup/engine_command.py`) with
 `vllm` replaced by this. The flags are vLLM's: the model is positional (or `--model`),
 `--tensor-parallel-size` (`-tp`), `--pipeline-parallel-size` (`-pp`),
 `--distributed-executor-backend`, `--max-model-len` (the context length), `--host`,

@@ -16,7 +16,7 @@ from llm_launch.backends.kubernetes.backend import KubernetesBackend
 from llm_launch.backends.kubernetes.config import KubernetesConfigError, WeightsVolume
 from llm_launch.cli import app
 from llm_launch.domain.weights_cache import cache_directory_name
-from llm_launch.runtime.weights import destination_name
+from llm_launch.runtime.startup.weights import destination_name
 from llm_launch.settings import Settings
 from tests.builders import EXAMPLES, seed_body
 from tests.unit.kubernetes import Manifest, by_kind, rendered, single_node_vllm

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from llm_launch.engines.plan import IpFamily
-from llm_launch.runtime.engine_command import (
+from llm_launch.runtime.startup.engine_command import (
     EngineRequest,
     ResolvedAddresses,
     build_engine_launch,
 )
-from llm_launch.runtime.network import StartupError
+from llm_launch.runtime.startup.network import StartupError
 
 V6 = ResolvedAddresses(own_ip="fdab:1::2", leader_ip="fdab:1::1", family=IpFamily.IPV6)
 V4 = ResolvedAddresses(own_ip="10.0.0.2", leader_ip="10.0.0.1", family=IpFamily.IPV4)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llm_launch.runtime.forwarder_app import ForwarderApp, ForwarderConfig, create_app
+from llm_launch.runtime.forwarder.app import ForwarderApp, ForwarderConfig, create_app
 
 Reply = Callable[[httpx.Request], Awaitable[httpx.Response] | httpx.Response]
 ENGINE = "http://engine:5005"

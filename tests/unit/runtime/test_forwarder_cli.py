@@ -13,21 +13,19 @@ from llm_launch.domain.spec_builder import build_spec
 from llm_launch.engines.options import PlanOptions
 from llm_launch.engines.plan import IpFamily
 from llm_launch.engines.planner import plan_launch
-from llm_launch.runtime import (
-    forwarder,
-    forwarder_app,
-    forwarder_client,
-    forwarder_engines,
-    forwarder_http,
-    forwarder_ready,
-    forwarder_stream,
-    forwarder_transport,
-    launch_api,
-)
-from llm_launch.runtime.forwarder import parse_args
-from llm_launch.runtime.forwarder_client import HttpxEngineClient
-from llm_launch.runtime.forwarder_engines import EngineCall
-from llm_launch.runtime.forwarder_ready import ReadinessCheck
+from llm_launch.runtime import launch_api
+from llm_launch.runtime.forwarder import app as forwarder_app
+from llm_launch.runtime.forwarder import asgi as forwarder_http
+from llm_launch.runtime.forwarder import cli as forwarder
+from llm_launch.runtime.forwarder import client as forwarder_client
+from llm_launch.runtime.forwarder import engines as forwarder_engines
+from llm_launch.runtime.forwarder import ready as forwarder_ready
+from llm_launch.runtime.forwarder import stream as forwarder_stream
+from llm_launch.runtime.forwarder import transport as forwarder_transport
+from llm_launch.runtime.forwarder.cli import parse_args
+from llm_launch.runtime.forwarder.client import HttpxEngineClient
+from llm_launch.runtime.forwarder.engines import EngineCall
+from llm_launch.runtime.forwarder.ready import ReadinessCheck
 from tests.builders import endpoint_body, seed_body
 
 

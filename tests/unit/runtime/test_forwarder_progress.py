@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from llm_launch.domain.progress import PROGRESS_FILE_ENV, Phase, StartupProgress, WeightsProgress
-from llm_launch.runtime.forwarder import parse_args
+from llm_launch.runtime.forwarder.cli import parse_args
 from tests.unit.runtime.test_forwarder_app import Engine, forwarder
 
 DOWNLOADING = StartupProgress(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llm_launch.runtime.forwarder_stream import (
+from llm_launch.runtime.forwarder.stream import (
     EngineStreamError,
     OpenAIStream,
     SglangStream,

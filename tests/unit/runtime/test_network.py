@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llm_launch.engines.plan import IpFamily
-from llm_launch.runtime import network
-from llm_launch.runtime.network import (
+from llm_launch.runtime.startup import network
+from llm_launch.runtime.startup.network import (
     Deadline,
     StartupError,
     auto_listen_host,

@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from llm_launch.domain.progress import PROGRESS_FILE_ENV, Phase, StartupProgress, WeightsProgress
-from llm_launch.runtime import startup, startup_progress, weights
-from llm_launch.runtime.startup_progress import FetchMeter, ProgressReporter
+from llm_launch.runtime.startup import program as startup
+from llm_launch.runtime.startup import progress as startup_progress
+from llm_launch.runtime.startup import weights
+from llm_launch.runtime.startup.progress import FetchMeter, ProgressReporter
 from tests.unit.runtime.test_weights import CHECKPOINT, install_fake_tool, write_tree
 
 S3_URI = "s3://bucket/models/llama"

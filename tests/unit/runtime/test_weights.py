@@ -22,8 +22,13 @@ from typing import Any
 
 import pytest
 
-from llm_launch.runtime import weights
-from llm_launch.runtime.weights import MARKER_NAME, WeightsError, destination_name, fetch_checkpoint
+from llm_launch.runtime.startup import weights
+from llm_launch.runtime.startup.weights import (
+    MARKER_NAME,
+    WeightsError,
+    destination_name,
+    fetch_checkpoint,
+)
 from tests.support.weights import Lines, read_tree
 
 CHECKPOINT = {
@@ -409,7 +414,7 @@ def fetching_process(uri: str, weights_dir: Path, out: Path) -> Iterator[Fetchin
     """`fetch_checkpoint` in a separate process; its log and result (last line) go to `out`."""
     code = (
         "import sys; from pathlib import Path; "
-        "from llm_launch.runtime.weights import fetch_checkpoint; "
+        "from llm_launch.runtime.startup.weights import fetch_checkpoint; "
         "print(fetch_checkpoint(sys.argv[1], Path(sys.argv[2])))"
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

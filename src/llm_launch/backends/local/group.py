@@ -14,7 +14,7 @@ the report its `/readyz` serves. A forwarder that exits is restarted alone
 (`restart_forwarder`, the same command, port and token): the engine ranks keep running.
 
 Before a group is stopped for a scale-down, a rollout or a delete, `drain` runs the
-forwarder's preStop hook from the plan (`runtime.drain`, the command Kubernetes runs in
+forwarder's preStop hook from the plan (`runtime.forwarder.drain`, the command Kubernetes runs in
 the forwarder container), so in-flight requests finish before the engine stops.
 """
 

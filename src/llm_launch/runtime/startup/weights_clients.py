@@ -1,7 +1,7 @@
 """The clients that copy a checkpoint: s5cmd, gcloud/gsutil, boto3, google-cloud-storage and
 huggingface_hub, chosen by what is installed; and the errors they fail with.
 
-Caller: `runtime/weights.py` (`fetch_checkpoint`), which stages, locks and publishes what a
+Caller: `runtime/startup/weights.py` (`fetch_checkpoint`), which stages, locks and publishes what a
 fetcher writes. Next hop: the storage service behind the uri.
 """
 

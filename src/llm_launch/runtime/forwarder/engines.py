@@ -1,8 +1,8 @@
 """The engine's API as the forwarder sees it: SGLang native, or OpenAI-compatible (vLLM).
 
-Called by the forwarder app (`runtime.forwarder_app`) to build the engine request for a
+Called by the forwarder app (`runtime.forwarder.app`) to build the engine request for a
 Launch `POST /predict` or `POST /stream`, to map the engine's answer back (through the pure
-functions of `runtime.launch_api` and `runtime.forwarder_stream`), and to build the
+functions of `runtime.launch_api` and `runtime.forwarder.stream`), and to build the
 readiness check's request. Its next hop is the engine, through the app's transport.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple, Protocol
 
-from llm_launch.runtime.forwarder_client import Headers
-from llm_launch.runtime.forwarder_stream import OpenAIStream, SglangStream
+from llm_launch.runtime.forwarder.client import Headers
+from llm_launch.runtime.forwarder.stream import OpenAIStream, SglangStream
 from llm_launch.runtime.launch_api import (
     CompletionRequest,
     compact_json,

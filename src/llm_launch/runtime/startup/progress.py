@@ -1,6 +1,6 @@
 """The startup program's progress report: the phase it is in, in a small JSON file.
 
-Called by `runtime/startup.py` at each step (and, while weights download, by the fetch's
+Called by `runtime/startup/program.py` at each step (and, while weights download, by the fetch's
 progress callback through `FetchMeter`); the file is `$LLM_LAUNCH_PROGRESS_FILE`, and
 none is written when that is unset. Readers: the local backend (every rank's file) and
 the leader's forwarder, which serves its rank's report in its `/readyz` body (on

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from llm_launch.runtime.forwarder_client import EngineClient
-from llm_launch.runtime.forwarder_engines import EngineCall
+from llm_launch.runtime.forwarder.client import EngineClient
+from llm_launch.runtime.forwarder.engines import EngineCall
 
 __all__ = ["Readiness", "ReadinessCheck"]
 

@@ -1,7 +1,7 @@
 """The engine's exact command line, from the startup arguments and resolved addresses.
 
 Pure (no I/O), so the rules are unit-tested directly and `--dry-run` shows exactly what
-would run. Called by `runtime/startup.py`; the result is exec'd.
+would run. Called by `runtime/startup/program.py`; the result is exec'd.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 
 from llm_launch.engines.plan import IpFamily
-from llm_launch.runtime.network import StartupError, host_port
+from llm_launch.runtime.startup.network import StartupError, host_port
 
 SIMULATED = "simulated"
 

@@ -1,9 +1,9 @@
 """The forwarder's port to the engine: one request in, status + headers + body chunks out.
 
-Called by the forwarder app (`runtime.forwarder_app`) and its readiness check
-(`runtime.forwarder_ready`); the next hop is the engine, through one of two clients:
+Called by the forwarder app (`runtime.forwarder.app`) and its readiness check
+(`runtime.forwarder.ready`); the next hop is the engine, through one of two clients:
 
-- `EnginePool` (`runtime.forwarder_transport`), the production client: pooled keep-alive
+- `EnginePool` (`runtime.forwarder.transport`), the production client: pooled keep-alive
   HTTP/1.1 on asyncio protocols, no per-request objects beyond the response;
 - `HttpxEngineClient` (here): any `httpx.AsyncBaseTransport`, so unit tests drive the app
   with `httpx.MockTransport` and no sockets.

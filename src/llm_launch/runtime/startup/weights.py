@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from llm_launch.domain.checkpoints import is_under
 from llm_launch.domain.weights_cache import cache_directory_name
-from llm_launch.runtime.weights_clients import (
+from llm_launch.runtime.startup.weights_clients import (
     Fetcher,
     Source,
     Transfer,

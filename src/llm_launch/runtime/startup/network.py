@@ -1,6 +1,6 @@
 """Addresses inside a group: resolve the leader, find this pod's IP, name the workers.
 
-Used by the startup program (`runtime/startup.py`) before it starts the engine. Name
+Used by the startup program (`runtime/startup/program.py`) before it starts the engine. Name
 resolution goes through the system resolver (`getaddrinfo`), so /etc/hosts, cluster DNS
 and `/etc/netns/<ns>/hosts` all work; tests inject their own resolver.
 """

@@ -7,14 +7,14 @@ pods and in the local backend's processes alike. In order, it:
 2. finds this pod's IP (POD_IP from the downward API, or resolution of its hostname);
 3. builds the engine command (`--host ::` on IPv6, bracketed `--dist-init-addr`) and
    refuses impossible groups (equal ports, rank out of range, tp x pp vs nodes);
-4. fetches the weights (runtime/weights.py), also for a simulated engine where the
+4. fetches the weights (runtime/startup/weights.py), also for a simulated engine where the
    checkpoint is reachable from here (`simulated_fetch_skipped` says where it is not);
 5. on the leader, waits until every worker's name resolves; on a worker, until the
    leader's rendezvous port answers;
 6. execs the engine, so signals reach it and its exit status is the pod's.
 `--dry-run` stops after step 3 and prints the argv and environment as JSON.
 
-At each step it reports its phase to `$LLM_LAUNCH_PROGRESS_FILE` (runtime/startup_progress.py),
+At each step it reports its phase to `$LLM_LAUNCH_PROGRESS_FILE` (runtime/startup/progress.py),
 with the bytes fetched while it downloads, and the error when it fails.
 """
 
@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from llm_launch.domain.checkpoints import parse_checkpoint_roots
 from llm_launch.domain.progress import Phase
 from llm_launch.engines.plan import IpFamily
-from llm_launch.runtime.engine_command import (
+from llm_launch.runtime.startup.engine_command import (
     SIMULATED,
     EngineLaunch,
     EngineRequest,
@@ -44,7 +44,7 @@ from llm_launch.runtime.engine_command import (
     build_engine_launch,
     check_request,
 )
-from llm_launch.runtime.network import (
+from llm_launch.runtime.startup.network import (
     Deadline,
     Resolver,
     StartupError,
@@ -58,7 +58,7 @@ from llm_launch.runtime.network import (
     with_cluster_domain,
     worker_names,
 )
-from llm_launch.runtime.startup_progress import ProgressReporter
+from llm_launch.runtime.startup.progress import ProgressReporter
 
 PROGRAM = "llm-launch-startup"
 ROOTS_VARIABLE = "LLM_LAUNCH_CHECKPOINT_ROOTS"
@@ -174,7 +174,7 @@ def prepare_model(
             return str(args.model)
     if args.dry_run:
         return f"<{args.checkpoint_path} fetched under {args.weights_dir}>"
-    from llm_launch.runtime.weights import WeightsError, fetch_checkpoint
+    from llm_launch.runtime.startup.weights import WeightsError, fetch_checkpoint
 
     try:
         path = fetch_checkpoint(

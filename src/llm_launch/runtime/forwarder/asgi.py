@@ -1,7 +1,7 @@
 """HTTP plumbing of the forwarder app: ASGI responses, the one error-to-HTTP mapping, and
 the relays that pass engine streams on as they arrive.
 
-Called by the forwarder app (`runtime.forwarder_app`) for every response it writes; the
+Called by the forwarder app (`runtime.forwarder.app`) for every response it writes; the
 next hop is the client, through uvicorn's ASGI `send`.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from llm_launch.runtime.forwarder_client import EngineResponse, Headers
-from llm_launch.runtime.forwarder_engines import StreamMapper
-from llm_launch.runtime.forwarder_stream import (
+from llm_launch.runtime.forwarder.client import EngineResponse, Headers
+from llm_launch.runtime.forwarder.engines import StreamMapper
+from llm_launch.runtime.forwarder.stream import (
     DONE,
     EngineStreamError,
     SseDecoder,

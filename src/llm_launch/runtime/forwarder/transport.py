@@ -1,7 +1,7 @@
 """A keep-alive HTTP/1.1 connection pool to one engine: the forwarder's production client.
 
-Called by the forwarder app (`runtime.forwarder_app`, through the `EngineClient` port of
-`runtime.forwarder_client`) for every request it sends to the engine; its next hop is the
+Called by the forwarder app (`runtime.forwarder.app`, through the `EngineClient` port of
+`runtime.forwarder.client`) for every request it sends to the engine; its next hop is the
 engine's HTTP port (SGLang or vLLM, `--engine-url`).
 
 Why not `httpx.AsyncClient`: httpcore + h11 + anyio, and httpx's request and header
@@ -26,7 +26,7 @@ from typing import cast
 import httptools
 import httpx
 
-from llm_launch.runtime.forwarder_client import Headers
+from llm_launch.runtime.forwarder.client import Headers
 
 __all__ = ["EnginePool"]
 

@@ -7,8 +7,8 @@ Kubernetes runs it in the leader pod, the local backend as a process) with
 `/predict`, `/stream`, OpenAI `/v1/...`) and the readiness/liveness probes (`/readyz`,
 `/healthz`; while the engine is not ready, `/readyz` carries the startup report of
 `--progress-file`, default $LLM_LAUNCH_PROGRESS_FILE), and the group's preStop hooks
-(`/drain`, `/drained`: see `runtime.drain`, whose `drain` and `wait-drained` commands this
-program also runs). Next hop: the engine at `--engine-url`, through `runtime.forwarder_app`.
+(`/drain`, `/drained`: see `runtime.forwarder.drain`, whose `drain` and `wait-drained` commands this
+program also runs). Next hop: the engine at `--engine-url`, through `runtime.forwarder.app`.
 
 Its token (the endpoint's data-plane secret) comes from the environment variable
 LLM_LAUNCH_FORWARDER_TOKEN, never the command line (anyone on the host can read argv in
@@ -35,10 +35,10 @@ import uvicorn
 from llm_launch.domain.progress import PROGRESS_FILE_ENV
 from llm_launch.engines.common import FORWARDER_TOKEN_ENV
 from llm_launch.http_timeouts import DEFAULT_HEADER_TIMEOUT_S, header_timeout_protocol
-from llm_launch.runtime import drain
-from llm_launch.runtime.forwarder_app import ForwarderConfig, create_app
-from llm_launch.runtime.forwarder_engines import ENGINE_APIS
-from llm_launch.runtime.network import auto_listen_host
+from llm_launch.runtime.forwarder import drain
+from llm_launch.runtime.forwarder.app import ForwarderConfig, create_app
+from llm_launch.runtime.forwarder.engines import ENGINE_APIS
+from llm_launch.runtime.startup.network import auto_listen_host
 
 __all__ = ["TOKEN_ENV", "main", "parse_args"]
 

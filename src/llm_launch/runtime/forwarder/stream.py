@@ -1,6 +1,6 @@
 """Streams, chunk by chunk: engine SSE in, Launch stream chunks out (pure, stateful mappers).
 
-Called by the forwarder app (`runtime.forwarder_app`) for `POST /stream`, once per piece of
+Called by the forwarder app (`runtime.forwarder.app`) for `POST /stream`, once per piece of
 the engine's response body as it arrives; the chunks it returns go straight to the client
 as server-sent events. No I/O and no clock: the caller passes the error timestamp in.
 

@@ -3,7 +3,7 @@
 Called by uvicorn (`runtime.forwarder.main`, port 5000 beside the engine on a group's
 leader), which the control plane's inference routes and the readiness probes reach; its
 next hop is the engine (`--engine-url`, port 5005) through one `EngineClient`
-(`runtime.forwarder_client`): the pooled `EnginePool` in production, any injected
+(`runtime.forwarder.client`): the pooled `EnginePool` in production, any injected
 `httpx` transport (`httpx.MockTransport` in unit tests) otherwise.
 
 Every inference request passes through here, so this is a raw ASGI app: a dict lookup
@@ -11,7 +11,7 @@ routes, handlers are plain coroutines, nothing hops to a thread, nothing logs pe
 request, and streamed chunks go to the client as they arrive. Errors map to HTTP in one
 place (`as_http_error`): 422 invalid request, 429 saturated, 502 engine unreachable.
 
-Draining (a group's preStop hooks, `runtime.drain`): `POST /drain` (the token, from
+Draining (a group's preStop hooks, `runtime.forwarder.drain`): `POST /drain` (the token, from
 loopback only) stops new inference requests (503) and fails `/readyz`, so Services stop
 routing here, while requests in flight, streams included, finish; `GET /drained` says
 when none is left. `GET /livez` is the engine's generation check alone, which a draining
@@ -38,9 +38,7 @@ import httpx
 
 from llm_launch.domain.progress import StartupProgress
 from llm_launch.runtime.client_watch import ClientWatch
-from llm_launch.runtime.forwarder_client import EngineClient, HttpxEngineClient
-from llm_launch.runtime.forwarder_engines import EngineApiName, engine_api
-from llm_launch.runtime.forwarder_http import (
+from llm_launch.runtime.forwarder.asgi import (
     HOP_BY_HOP,
     SSE_HEADERS,
     ForwarderError,
@@ -61,8 +59,10 @@ from llm_launch.runtime.forwarder_http import (
     respond_unauthorized,
     saturated,
 )
-from llm_launch.runtime.forwarder_ready import ReadinessCheck
-from llm_launch.runtime.forwarder_transport import EnginePool
+from llm_launch.runtime.forwarder.client import EngineClient, HttpxEngineClient
+from llm_launch.runtime.forwarder.engines import EngineApiName, engine_api
+from llm_launch.runtime.forwarder.ready import ReadinessCheck
+from llm_launch.runtime.forwarder.transport import EnginePool
 from llm_launch.runtime.launch_api import (
     EngineBodyError,
     InvalidRequest,
@@ -248,7 +248,7 @@ class ForwarderApp:
         readiness = await self.readiness.check()
         await respond_json(send, 200 if readiness.ready else 503, readiness.body())
 
-    # --- draining (the preStop hooks, runtime.drain) ----------------------------------------
+    # --- draining (the preStop hooks, runtime.forwarder.drain) ----------------------------------------
 
     async def _drain(self, scope: Scope, send: Send) -> None:
         if scope["method"] != "POST":
