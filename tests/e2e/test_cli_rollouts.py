@@ -9,7 +9,8 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
@@ -136,6 +137,35 @@ def test_logs_follow_prints_lines_written_after_it_began_and_ends_with_the_endpo
         if follow.poll() is None:
             follow.kill()
             follow.wait()
+
+
+def test_a_follow_the_client_leaves_stops_reading_the_log_on_the_server(local: Local) -> None:
+    name = unique_name("leave")
+    local.client.post("/v1/llm/model-endpoints", json=endpoint_body(name=name))
+    endpoint = wait_for(local.client, name, lambda e: e["status"] == "READY")
+    log = local.data_dir / "logs" / f"{name}-{endpoint['id'][-8:]}" / "group-0" / "forwarder.log"
+    params = {"forwarder": "true", "follow": "true", "tail": "1"}
+    with local.client.stream("GET", f"/v1/llm/model-endpoints/{name}/logs", params=params) as s:
+        assert s.status_code == 200
+        chunks = s.iter_bytes()  # kept: a dropped iterator closes the stream
+        assert next(chunks)  # following: the server has the log open
+        assert _opened_by(local.server, log)
+    assert _eventually(lambda: not _opened_by(local.server, log)), "the log is still read"
+    assert local.client.delete(f"/v1/llm/model-endpoints/{name}").status_code == 200
+
+
+def _opened_by(server: RunningServer, path: Path) -> bool:
+    fds = Path(f"/proc/{server.pid}/fd")
+    return any(os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir())
+
+
+def _eventually(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def test_list_fits_80_columns_and_prints_wide_json_and_yaml(local: Local) -> None:
