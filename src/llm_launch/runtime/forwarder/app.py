@@ -248,7 +248,7 @@ class ForwarderApp:
         readiness = await self.readiness.check()
         await respond_json(send, 200 if readiness.ready else 503, readiness.body())
 
-    # --- draining (the preStop hooks, runtime.forwarder.drain) ----------------------------------------
+    # --- draining (the preStop hooks, runtime.forwarder.drain) ---------------------------
 
     async def _drain(self, scope: Scope, send: Send) -> None:
         if scope["method"] != "POST":
