@@ -5,7 +5,12 @@ Fills a fresh database with N endpoints spread over owners (through the reposito
 the same code the API uses), starts a real `llm-launch serve`, and measures request
 latency of get and list against GET /healthz measured in the same run as the baseline.
 
+The server stores the endpoints without running them (`--backend none` by default): what
+is measured is the API and the store, and 10,000 simulated engines would only load the
+machine. `--backend local` runs them, as a deployment would.
+
     .venv/bin/python bench/control_plane.py [--endpoints 10000] [--database sqlite|postgres]
+        [--backend none|local]
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from tests.support.databases import fresh_postgres_database
 from tests.support.server import RunningServer
 
 from llm_launch.config.loader import load_hardware_catalog
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
 
@@ -66,12 +71,16 @@ def p(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100)[int(q) - 1]
 
 
-def run(url: str, count: int, requests: int, data_dir: Path) -> None:
+def run(url: str, count: int, requests: int, data_dir: Path, backend: str) -> None:
     started = time.perf_counter()
     asyncio.run(fill(url, count))
     print(f"stored {count} endpoints over {OWNERS} owners in {time.perf_counter() - started:.1f}s")
     keys = ",".join(f"owner{i}:{KEY}{i:03d}" for i in range(OWNERS))
-    server = RunningServer(url, data_dir, env={"LLM_LAUNCH_API_KEYS": keys}).start()
+    env = {"LLM_LAUNCH_API_KEYS": keys, "LLM_LAUNCH_BACKEND": backend}
+    if backend == "local":
+        env["LLM_LAUNCH_ENGINE_MODE"] = "simulated"
+    print(f"serving with backend {backend}")
+    server = RunningServer(url, data_dir, env=env).start()
     try:
         with httpx.Client(base_url=server.url, headers={"x-api-key": f"{KEY}007"}) as client:
             baseline = measure(client, "/healthz", None, requests)
@@ -99,14 +108,19 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--backend", choices=["none", "local"], default="none",
+        help="none: store only (default); local: run every endpoint's simulated engine",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         if args.database == "sqlite":
-            run(f"sqlite:///{data_dir / 'bench.db'}", args.endpoints, args.requests, data_dir)
+            url = f"sqlite:///{data_dir / 'bench.db'}"
+            run(url, args.endpoints, args.requests, data_dir, args.backend)
         else:
             with fresh_postgres_database() as url:
-                run(url, args.endpoints, args.requests, data_dir)
+                run(url, args.endpoints, args.requests, data_dir, args.backend)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from tests.builders import endpoint_body
 from tests.fakes.backend import FakeBackend
 
 from llm_launch.config.loader import load_hardware_catalog
-from llm_launch.domain.spec import build_spec
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.services.reconciler import Reconciler
 from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
