@@ -5,10 +5,12 @@ traffic (always one in flight, so every group ties at zero) spreads over all rea
 instead of landing on the first one, and a busier group is still never chosen over an
 idler one.
 
-Called by the completion routes (api/routers/inference.py); the next hop is the forwarder
-on each group's leader. Every request crosses this module, so it uses the forwarder's own
-pooled keep-alive client (runtime/forwarder/transport.py: an order of magnitude less CPU
-than httpx), one pool per target, and relays streamed bytes as they arrive.
+Called by the inference gateway (api/gateway.py), which finds the endpoint in the
+in-memory routing table (services/routing_table.py): no database read per request. The
+next hop is the forwarder on each group's leader. Every request crosses this module, so
+it uses the forwarder's own pooled keep-alive client (runtime/forwarder/transport.py: an
+order of magnitude less CPU than httpx), one pool per target, and relays streamed bytes
+as they arrive.
 
 Every request carries the endpoint's forwarder token (`Authorization: Bearer`): the
 forwarders answer nobody else. A caller that stops waiting (the API route, when its client
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -31,10 +32,8 @@ from llm_launch.backends.base import Backend
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import ServiceUnavailable, UpstreamFailed, UpstreamTimeout
 from llm_launch.runtime.forwarder.transport import EnginePool
-from llm_launch.store.repository import EndpointRepository
+from llm_launch.services.routing_table import RoutingTable
 
-CACHE_TTL_S = 0.5  # endpoint lookups are cached this long; ownership is still checked
-MAX_CACHED = 4096
 CONNECT_TIMEOUT_S = 2.0
 DRAIN_RETRIES = 3  # further tries after a draining group refused a request
 DRAIN_PAUSE_S = 0.05  # before trying a refused target again: doubled each time
@@ -56,7 +55,7 @@ class UpstreamReply:
 class InferenceRouter:
     def __init__(
         self,
-        repository: EndpointRepository,
+        table: RoutingTable,
         backend: Backend | None,
         *,
         timeout_s: float = 600.0,
@@ -66,12 +65,11 @@ class InferenceRouter:
         pause between two chunks: a group that accepts requests but never answers (a
         stopped process) costs the client a 504 after it, never a hang. `chance` draws
         among equally busy groups (a seeded one makes the draw repeatable)."""
-        self.repository = repository
+        self.table = table
         self.backend = backend
         self.timeout_s = timeout_s
         self._chance = chance or random.Random()
         self._in_flight: dict[str, int] = {}
-        self._cache: dict[tuple[str, str], tuple[float, Endpoint]] = {}
         self._pools: dict[str, EnginePool] = {}
 
     async def close(self) -> None:
@@ -79,18 +77,9 @@ class InferenceRouter:
             await pool.aclose()
         self._pools.clear()
 
-    async def endpoint(self, owner: str, name: str) -> Endpoint:
-        """The caller's endpoint (NotFound for unknown or someone else's)."""
-        key = (owner, name)
-        cached = self._cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
-            return cached[1]
-        endpoint = await self.repository.get(owner, name)
-        now = time.monotonic()
-        if len(self._cache) >= MAX_CACHED:  # drop what expired, so deleted names do not pile up
-            self._cache = {k: v for k, v in self._cache.items() if now - v[0] < CACHE_TTL_S}
-        self._cache[key] = (now, endpoint)
-        return endpoint
+    def endpoint(self, owner: str, name: str) -> Endpoint:
+        """The caller's endpoint (NotFound for unknown or someone else's), from memory."""
+        return self.table.lookup(owner, name)
 
     def pick_target(self, endpoint: Endpoint, among: list[str] | None = None) -> str:
         """One of the targets with the fewest requests in flight (through this router),

@@ -45,7 +45,9 @@ from llm_launch.engines.options import PlanOptions
 from llm_launch.engines.plan import IpFamily, LaunchPlan, Ports
 from llm_launch.engines.planner import plan_launch
 
-SIMULATED_NOTE = "simulated engine (no GPU or engine package here; weights not downloaded)"
+SIMULATED_NOTE = (
+    "simulated engine (no GPU or engine package here; weights fetched only where reachable)"
+)
 
 
 class LocalBackend:
