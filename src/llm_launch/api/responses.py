@@ -45,6 +45,7 @@ _NOT_IN_BUNDLE = frozenset(
         "task_expires_seconds",
         "queue_message_timeout_seconds",
         "enable_startup_metrics",
+        "routing_policy",
     }
 )
 
@@ -205,6 +206,9 @@ class EndpointSpecView(BaseModel):
     task_expires_seconds: int | None
     queue_message_timeout_seconds: int | None
     enable_startup_metrics: bool | None
+    routing_policy: str = Field(
+        description="how requests are spread over the groups: least_in_flight or cache_aware"
+    )
     groups: list[GroupView] = Field(
         default_factory=list,
         description="each running group (a rollout's replacement and groups still draining "
@@ -259,6 +263,7 @@ def _spec_view(
         task_expires_seconds=s.task_expires_seconds,
         queue_message_timeout_seconds=s.queue_message_timeout_seconds,
         enable_startup_metrics=s.enable_startup_metrics,
+        routing_policy=s.routing_policy,
         groups=[GroupView.of(g) for g in groups],
     )
 

@@ -165,6 +165,13 @@ class _LLMFields(_LaunchEngineFields):
         "queue_message_timeout_seconds", "Launch's queue setting: stored and returned"
     )
     enable_startup_metrics: bool | None = None
+    routing_policy: Literal["least_in_flight", "cache_aware"] | None = Field(
+        default=None,
+        description="llm-launch's own: how requests are spread over the ready groups. "
+        "'least_in_flight' (default): the group with the fewest requests in flight, ties "
+        "drawn at random; 'cache_aware': prompts sharing a prefix go to the group that "
+        "served it, unless the load is unbalanced (as sglang-router's cache_aware policy).",
+    )
 
 
 class CreateEndpointRequest(_LLMFields):

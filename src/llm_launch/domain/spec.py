@@ -60,6 +60,9 @@ class EndpointSpec:
     task_expires_seconds: int | None = None
     queue_message_timeout_seconds: int | None = None
     enable_startup_metrics: bool | None = None
+    # llm-launch's own: how the inference route picks among the ready groups
+    # (`domain.routing.RoutingPolicy`: "least_in_flight" or "cache_aware").
+    routing_policy: str = "least_in_flight"
     # Bumped by an update with Launch's `force_bundle_recreation: true`; the launch plan
     # carries it, so every backend sees a new plan and recreates the groups.
     recreation: int = 0

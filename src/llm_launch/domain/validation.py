@@ -34,6 +34,7 @@ from llm_launch.domain.names import (
     max_name_length,
 )
 from llm_launch.domain.quantity import parse_quantity
+from llm_launch.domain.routing import RoutingPolicy
 from llm_launch.domain.spec import EndpointSpec
 
 SUPPORTED_ENDPOINT_TYPES = ("sync", "streaming")
@@ -68,6 +69,7 @@ TEXT_FIELDS: dict[str, tuple[int, bool]] = {
     "checkpoint_path": (limits.MAX_PATH_BYTES, False),
     "chat_template_override": (limits.MAX_CHAT_TEMPLATE_BYTES, True),
     "default_callback_url": (limits.MAX_URL_BYTES, False),
+    "routing_policy": (limits.MAX_SHORT_TEXT_CHARS, False),
 }
 # Quantities: (field, most in base units).
 QUANTITY_BOUNDS: dict[str, Decimal] = {
@@ -187,6 +189,15 @@ def _check_framework(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> Non
         p.add("source", f"{clip(spec.source)} is not supported; the only source is 'hugging_face'")
     if not _IMAGE_TAG.fullmatch(spec.inference_framework_image_tag or ""):
         p.add("inference_framework_image_tag", "must be a valid container image tag")
+
+
+def _check_routing(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
+    if spec.routing_policy not in set(RoutingPolicy):
+        p.add(
+            "routing_policy",
+            f"unknown routing policy {clip(spec.routing_policy)}; use one of "
+            f"{', '.join(policy.value for policy in RoutingPolicy)}",
+        )
 
 
 def _check_name(spec: EndpointSpec, _: HardwareCatalog, p: Problems) -> None:
@@ -353,6 +364,7 @@ _Rule = Callable[[EndpointSpec, HardwareCatalog, Problems], None]
 _SHAPE_RULES: tuple[_Rule, ...] = (_check_integers, _check_texts, _check_free_form)
 _RULES: tuple[_Rule, ...] = (
     _check_framework,
+    _check_routing,
     _check_name,
     _check_workers,
     _check_resources,
