@@ -29,11 +29,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from llm_launch.backends.base import Backend
+from llm_launch.domain import routing
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import ServiceUnavailable, UpstreamFailed, UpstreamTimeout
 from llm_launch.runtime.forwarder.transport import EnginePool
 from llm_launch.services.routing_table import RoutingTable
 
+MAX_CACHE_AWARE = 4096  # endpoints whose prefix trees this router keeps
 CONNECT_TIMEOUT_S = 2.0
 DRAIN_RETRIES = 3  # further tries after a draining group refused a request
 DRAIN_PAUSE_S = 0.05  # before trying a refused target again: doubled each time
@@ -70,6 +72,7 @@ class InferenceRouter:
         self.timeout_s = timeout_s
         self._chance = chance or random.Random()
         self._in_flight: dict[str, int] = {}
+        self._cache_aware: dict[str, routing.CacheAware] = {}  # by endpoint id
         self._pools: dict[str, EnginePool] = {}
 
     async def close(self) -> None:
@@ -81,9 +84,12 @@ class InferenceRouter:
         """The caller's endpoint (NotFound for unknown or someone else's), from memory."""
         return self.table.lookup(owner, name)
 
-    def pick_target(self, endpoint: Endpoint, among: list[str] | None = None) -> str:
-        """One of the targets with the fewest requests in flight (through this router),
-        drawn at random among them; ServiceUnavailable when there is none."""
+    def pick_target(
+        self, endpoint: Endpoint, among: list[str] | None = None, prompt: str = ""
+    ) -> str:
+        """The target the endpoint's routing policy chooses (`domain.routing`; by default
+        one of those with the fewest requests in flight through this router, drawn at
+        random among them); ServiceUnavailable when there is none."""
         targets = among or (self.backend.targets(endpoint) if self.backend is not None else [])
         if not targets:
             reason = f": {endpoint.status_reason}" if endpoint.status_reason else ""
@@ -91,9 +97,14 @@ class InferenceRouter:
                 f"endpoint {endpoint.name!r} has no ready workers (status "
                 f"{endpoint.status.value}{reason})"
             )
-        fewest = min(self._in_flight.get(t, 0) for t in targets)
-        idlest = [t for t in targets if self._in_flight.get(t, 0) == fewest]
-        return idlest[0] if len(idlest) == 1 else self._chance.choice(idlest)
+        if endpoint.spec.routing_policy == routing.RoutingPolicy.CACHE_AWARE:
+            policy = self._cache_aware.get(endpoint.id)
+            if policy is None:
+                if len(self._cache_aware) >= MAX_CACHE_AWARE:  # the oldest goes: bounded
+                    del self._cache_aware[next(iter(self._cache_aware))]
+                policy = self._cache_aware[endpoint.id] = routing.CacheAware()
+            return policy.choose(targets, self._in_flight, prompt, self._chance)
+        return routing.least_in_flight(targets, self._in_flight, self._chance)
 
     async def send(self, endpoint: Endpoint, path: str, body: bytes) -> UpstreamReply:
         """POST `body` to one of `endpoint`'s ready groups (the least busy).
@@ -104,12 +115,14 @@ class InferenceRouter:
         around the draining pod once its readiness fails) to the same one after a pause.
         """
         refused: set[str] = set()
+        cache_aware = endpoint.spec.routing_policy == routing.RoutingPolicy.CACHE_AWARE
+        prompt = routing.prompt_text_of(body) if cache_aware else ""  # parsed only if needed
         for attempt in range(DRAIN_RETRIES + 1):
             targets = self.backend.targets(endpoint) if self.backend is not None else []
             fresh = [t for t in targets if t not in refused]
             if not fresh and targets:
                 await asyncio.sleep(DRAIN_PAUSE_S * 2**attempt)
-            target = self.pick_target(endpoint, among=fresh or None)
+            target = self.pick_target(endpoint, among=fresh or None, prompt=prompt)
             reply = await self.post(endpoint, target, path, body)
             if reply.status_code != 503:
                 return reply
