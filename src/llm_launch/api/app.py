@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from llm_launch import __version__
 from llm_launch.api.errors import install_error_handlers
+from llm_launch.api.gateway import InferenceGateway
 from llm_launch.api.guard import RequestGuard
 from llm_launch.api.openapi import install_security
 from llm_launch.api.routers import endpoints, health, inference, models
@@ -19,6 +20,7 @@ from llm_launch.services.deletes import Teardowns
 from llm_launch.services.endpoints import EndpointService
 from llm_launch.services.inference import InferenceRouter
 from llm_launch.services.reconciler import Reconciler
+from llm_launch.services.routing_table import RoutingTable
 from llm_launch.settings import Settings
 from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
@@ -105,6 +107,12 @@ def create_app(
             await start()
         # The service and the reconciler share the background teardowns of deletes.
         teardowns = Teardowns(repository, backend)
+        # The inference routes' endpoints, in memory: filled now, then kept current by the
+        # endpoint service, the reconciler and a periodic refresh (other processes' writes).
+        table = RoutingTable(repository)
+        await table.refresh()
+        refreshing = asyncio.create_task(table.run_forever(), name="routing-table")
+        app.state.routing_table = table
         app.state.endpoints = EndpointService(
             repository,
             settings.catalog,
@@ -112,16 +120,21 @@ def create_app(
             teardowns,
             quotas=settings.quotas,
             checkpoint_roots=settings.checkpoint_roots,
+            routing_table=table,
         )
         app.state.inference = InferenceRouter(
-            repository, backend, timeout_s=settings.inference_timeout_s
+            table, backend, timeout_s=settings.inference_timeout_s
         )
         reconciling = None
         if backend is not None:
 
             def reconciler() -> Reconciler:
                 return Reconciler(
-                    repository, backend, settings.reconcile_interval_s, teardowns=teardowns
+                    repository,
+                    backend,
+                    settings.reconcile_interval_s,
+                    teardowns=teardowns,
+                    routing_table=table,
                 )
 
             reconciling = asyncio.create_task(
@@ -130,6 +143,9 @@ def create_app(
         try:
             yield
         finally:
+            refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refreshing
             if reconciling is not None:
                 reconciling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -149,6 +165,8 @@ def create_app(
     app.state.api_keys = settings.api_keys
     install_error_handlers(app)
     install_security(app)
+    # Inside the guard, before FastAPI routes anything: the completion routes' lean path.
+    app.add_middleware(InferenceGateway)
     # Outermost of the app's own middleware: authenticate, then read a bounded body.
     app.add_middleware(
         RequestGuard,

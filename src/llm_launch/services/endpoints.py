@@ -29,6 +29,7 @@ from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.spec_builder import apply_update, build_spec
 from llm_launch.engines.options import PlanOptions
 from llm_launch.services.deletes import Teardowns
+from llm_launch.services.routing_table import RoutingTable
 from llm_launch.store.repository import EndpointOrder, EndpointRepository
 
 
@@ -42,12 +43,15 @@ class EndpointService:
         *,
         quotas: QuotaBook | None = None,
         checkpoint_roots: Sequence[PurePosixPath] = (),
+        routing_table: RoutingTable | None = None,
     ) -> None:
         self.repository = repository
         self.catalog = catalog
         self.backend = backend
         self.quotas = quotas or QuotaBook()  # the server-wide defaults
         self.checkpoint_roots = tuple(checkpoint_roots)
+        # The inference routes' table: this process's writes reach it at once.
+        self.routing_table = routing_table
         # Shared with the reconciler, which finishes only deletes nobody here carries out.
         self.teardowns = teardowns or Teardowns(repository, backend)
 
@@ -55,7 +59,9 @@ class EndpointService:
         """Validate and store a new endpoint; returns it and its creation task id."""
         spec = build_spec(fields, self.catalog)
         self._check_runnable(spec)
-        return await self.repository.create(owner, spec, self.quotas.for_owner(owner))
+        created = await self.repository.create(owner, spec, self.quotas.for_owner(owner))
+        self._routed(created[0])
+        return created
 
     async def get(self, owner: str, name: str) -> Endpoint:
         return await self.repository.get(owner, name)
@@ -89,7 +95,9 @@ class EndpointService:
         current = await self.repository.get(owner, name)  # NotFound once being deleted
         spec = apply_update(current.spec, changes, self.catalog)
         self._check_runnable(spec)
-        return await self.repository.update_spec(current, spec, self.quotas.for_owner(owner))
+        updated = await self.repository.update_spec(current, spec, self.quotas.for_owner(owner))
+        self._routed(updated[0])
+        return updated
 
     async def rule_errors(
         self, owner: str, name: str | None, fields: Mapping[str, Any]
@@ -108,6 +116,10 @@ class EndpointService:
         except NotFound:  # an update of nothing: its type errors are the answer
             return []
         return []
+
+    def _routed(self, endpoint: Endpoint) -> None:
+        if self.routing_table is not None:
+            self.routing_table.put(endpoint)
 
     def _check_runnable(self, spec: EndpointSpec) -> None:
         """The rules of this server rather than of the spec: checkpoint roots, the backend."""
@@ -143,6 +155,8 @@ class EndpointService:
         """
         endpoint = await self.repository.get(owner, name)
         operation_id = await self.repository.mark_deleting(endpoint)
+        if self.routing_table is not None:  # no more traffic from here on
+            self.routing_table.remove(endpoint.id)
         if self.backend is None:
             if not await self.repository.remove(endpoint.id, operation_id):
                 raise NotFound(f"no endpoint named {name!r}")

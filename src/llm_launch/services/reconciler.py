@@ -25,6 +25,7 @@ from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.services.deletes import Teardowns
+from llm_launch.services.routing_table import RoutingTable
 from llm_launch.store.repository import EndpointRepository
 
 log = logging.getLogger("llm_launch.reconciler")
@@ -48,6 +49,7 @@ class Reconciler:
         *,
         endpoint_timeout_s: float = ENDPOINT_TIMEOUT_S,
         teardowns: Teardowns | None = None,
+        routing_table: RoutingTable | None = None,
     ) -> None:
         self.repository = repository
         self.backend = backend
@@ -59,6 +61,8 @@ class Reconciler:
         self._garbage_collected = False
         self._known: dict[str, Endpoint] = {}  # the last pass's endpoints, by id
         self._started_at = datetime.now(UTC)
+        # The inference routes' table: a status recorded here reaches it at once.
+        self.routing_table = routing_table
 
     async def run_forever(self) -> None:
         try:
@@ -97,6 +101,8 @@ class Reconciler:
     async def _isolated(self, endpoint: Endpoint) -> None:
         """Reconcile one endpoint; whatever it raises or however long it hangs stays its own."""
         if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+            if self.routing_table is not None:  # a delete begun elsewhere: no more traffic
+                self.routing_table.remove(endpoint.id)
             await self._finish_interrupted_delete(endpoint)
             return
         try:
@@ -110,7 +116,7 @@ class Reconciler:
             log.exception("endpoint %s (%s) failed to reconcile", endpoint.name, endpoint.id)
             observation = _failed(endpoint, _unexpected(self.backend.name, exc))
         if _changed(endpoint, observation):
-            await self.repository.set_status(
+            written = await self.repository.set_status(
                 endpoint.id,
                 observation.status,
                 observation.reason,
@@ -118,6 +124,15 @@ class Reconciler:
                 available_workers=observation.available_workers,
                 unavailable_workers=observation.unavailable_workers,
             )
+            if written and self.routing_table is not None:
+                self.routing_table.observed(
+                    endpoint.id,
+                    endpoint.generation,
+                    observation.status,
+                    observation.reason,
+                    observation.available_workers,
+                    observation.unavailable_workers,
+                )
 
     async def _apply(self, endpoint: Endpoint) -> Observation:
         try:

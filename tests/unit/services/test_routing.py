@@ -15,6 +15,7 @@ from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.services.inference import InferenceRouter
+from llm_launch.services.routing_table import RoutingTable
 from tests.builders import endpoint_body
 
 GROUPS = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
@@ -27,7 +28,7 @@ def an_endpoint() -> Endpoint:
 
 
 def a_router() -> InferenceRouter:
-    return InferenceRouter(repository=None, backend=None)  # type: ignore[arg-type]
+    return InferenceRouter(RoutingTable(None), backend=None)
 
 
 def test_sequential_picks_over_two_idle_groups_reach_both_in_fair_shares() -> None:
