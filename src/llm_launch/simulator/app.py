@@ -24,7 +24,12 @@ TITLE = "llm-launch SIMULATED SGLang engine"
 
 
 def build_app(args: SimArgs, group: GroupStatus) -> FastAPI:
-    latency = LatencyModel(ttft_s=args.ttft_ms / 1000, tpot_s=args.tpot_ms / 1000)
+    latency = LatencyModel(
+        ttft_s=args.ttft_ms / 1000,
+        tpot_s=args.tpot_ms / 1000,
+        prefill_us_per_token=args.prefill_us_per_token,
+        prefix_cache_tokens=args.prefix_cache_tokens,
+    )
     engine = Engine(group, latency, Metrics(args.served_model_name), args.context_length)
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None)
     app.include_router(native_router(engine, args))

@@ -22,6 +22,11 @@ ENV_TTFT_MS = "LLM_LAUNCH_SIM_TTFT_MS"
 ENV_TPOT_MS = "LLM_LAUNCH_SIM_TPOT_MS"
 DEFAULT_TTFT_MS = 20.0
 DEFAULT_TPOT_MS = 5.0
+ENV_PREFILL_US = "LLM_LAUNCH_SIM_PREFILL_US_PER_TOKEN"
+ENV_PREFIX_CACHE_TOKENS = "LLM_LAUNCH_SIM_PREFIX_CACHE_TOKENS"
+# About what one 80 GB GPU's KV cache holds of an 8B model's tokens: enough that a
+# benchmark's shared prefixes stay, few enough that a long run evicts.
+DEFAULT_PREFIX_CACHE_TOKENS = 1_000_000
 
 
 class ArgsError(ValueError):
@@ -61,6 +66,8 @@ class SimArgs:
     heartbeat_s: float
     rank_timeout_s: float
     ignored_args: tuple[str, ...] = ()
+    prefill_us_per_token: float = 0.0
+    prefix_cache_tokens: int = DEFAULT_PREFIX_CACHE_TOKENS
 
     def as_info(self) -> dict[str, Any]:
         """The flags as JSON-ready data, for `/get_server_info`."""
@@ -131,6 +138,8 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Sim
         heartbeat_s=ns.sim_heartbeat_s,
         rank_timeout_s=ns.sim_rank_timeout_s,
         ignored_args=tuple(ignored),
+        prefill_us_per_token=ns.sim_prefill_us_per_token,
+        prefix_cache_tokens=ns.sim_prefix_cache_tokens,
     )
     problems = validation_problems(args)
     if problems:
@@ -168,7 +177,12 @@ def validation_problems(args: SimArgs) -> list[str]:
     ):
         if value <= 0:
             problems.append(f"{flag} must be > 0")
-    for flag, value in (("--sim-ttft-ms", args.ttft_ms), ("--sim-tpot-ms", args.tpot_ms)):
+    for flag, value in (
+        ("--sim-ttft-ms", args.ttft_ms),
+        ("--sim-tpot-ms", args.tpot_ms),
+        ("--sim-prefill-us-per-token", args.prefill_us_per_token),
+        ("--sim-prefix-cache-tokens", args.prefix_cache_tokens),
+    ):
         if value < 0:
             problems.append(f"{flag} must be >= 0")
     if args.rank_timeout_s <= args.heartbeat_s:
@@ -176,6 +190,25 @@ def validation_problems(args: SimArgs) -> list[str]:
     if args.context_length is not None and args.context_length < 1:
         problems.append("--context-length must be >= 1")
     return problems
+
+
+def add_prefix_cache_flags(parser: argparse._ActionsContainer, env: Mapping[str, str]) -> None:
+    """The prefill cost per uncached prompt token and the prefix cache's size (both
+    engines' simulators take them)."""
+    prefill = _env_number(env, ENV_PREFILL_US, 0.0, "microseconds")
+    cache = _env_number(env, ENV_PREFIX_CACHE_TOKENS, DEFAULT_PREFIX_CACHE_TOKENS, "tokens")
+    parser.add_argument("--sim-prefill-us-per-token", type=float, default=prefill)
+    parser.add_argument("--sim-prefix-cache-tokens", type=int, default=int(cache))
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw) if unit != "tokens" else int(raw)
+    except ValueError:
+        raise ArgsError(f"{name}={raw!r} is not a number of {unit}") from None
 
 
 def _env_ms(env: Mapping[str, str], name: str, default: float) -> float:
@@ -218,6 +251,7 @@ def _build_parser(env: Mapping[str, str]) -> _Parser:
     sim.add_argument(
         "--sim-tpot-ms", type=float, default=_env_ms(env, ENV_TPOT_MS, DEFAULT_TPOT_MS)
     )
+    add_prefix_cache_flags(sim, env)
     sim.add_argument("--sim-heartbeat-s", type=float, default=1.0)
     sim.add_argument("--sim-rank-timeout-s", type=float, default=5.0)
     return parser

@@ -7,9 +7,12 @@ Called by the HTTP routes (`simulator.native`, `simulator.openai_api`) and by
 Latency model: the first token is due `ttft` after the request starts, and each further
 token `tpot` after the one before (due times are absolute, so pacing does not drift):
 a request of n tokens takes about ttft + (n-1)*tpot, streamed or not. With
-max_tokens = 0 the request still takes ttft (the prefill). Requests do not queue or
-slow each other down. Generation refuses to start, and stops mid-way, while the group
-has a problem (not yet formed, or a rank lost).
+max_tokens = 0 the request still takes ttft (the prefill). When prefill has a cost per
+token (`prefill_us_per_token` > 0), the first token comes that much later for each prompt
+token the group's prefix cache (`simulator.prefix_cache`) does not hold, and the answer
+reports the others as cached. Requests do not queue or slow each other down. Generation
+refuses to start, and stops mid-way, while the group has a problem (not yet formed, or a
+rank lost).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 
 from llm_launch.simulator.group import GroupStatus
 from llm_launch.simulator.metrics import Metrics
-from llm_launch.simulator.tokens import Finish, Generated, count_tokens, generate
+from llm_launch.simulator.prefix_cache import PrefixCache
+from llm_launch.simulator.tokens import Finish, Generated, count_tokens, generate, tokenize
 
 DEFAULT_MAX_TOKENS = 16
 
@@ -38,6 +42,12 @@ class BadGeneration(ValueError):
 class LatencyModel:
     ttft_s: float
     tpot_s: float
+    prefill_us_per_token: float = 0.0  # for each prompt token not in the prefix cache
+    prefix_cache_tokens: int = 0  # what the cache holds at most; 0: no cache
+
+    def prefill_s(self, uncached_tokens: int) -> float:
+        """The prefill time on top of `ttft_s`, for the prompt tokens not cached."""
+        return uncached_tokens * self.prefill_us_per_token / 1_000_000
 
     def due_s(self, token_index: int) -> float:
         """When token `token_index` (0-based) is due, in seconds after the request starts."""
@@ -71,9 +81,18 @@ class Step:
 class Generation:
     """One admitted request. Iterate `steps()` once to produce it in time."""
 
-    def __init__(self, engine: Engine, prompt_tokens: int, generated: Generated) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        prompt_tokens: int,
+        generated: Generated,
+        cached_tokens: int | None = None,
+    ) -> None:
+        """`cached_tokens`: of the prompt, found in the prefix cache (None: not modelled)."""
         self.id = uuid.uuid4().hex
         self.prompt_tokens = prompt_tokens
+        self.cached_tokens = cached_tokens
+        self.prefill_s = engine.latency.prefill_s(prompt_tokens - (cached_tokens or 0))
         self.completion_tokens = generated.completion_tokens
         self._engine = engine
         self._generated = generated
@@ -87,7 +106,8 @@ class Generation:
         try:
             text = ""
             for index, delta in enumerate(deltas):
-                await asyncio.sleep(max(0.0, start + engine.latency.due_s(index) - loop.time()))
+                due = start + self.prefill_s + engine.latency.due_s(index)
+                await asyncio.sleep(max(0.0, due - loop.time()))
                 problem = engine.group.problem()
                 if problem is not None:
                     raise Unavailable(problem)
@@ -127,6 +147,7 @@ class Engine:
         self.latency = latency
         self.metrics = metrics
         self.context_length = context_length
+        self.prefix_cache = PrefixCache(latency.prefix_cache_tokens)
 
     def start(self, prompt: str, sampling: Sampling) -> Generation:
         """Admit a request or raise `Unavailable` / `BadGeneration` before anything is sent."""
@@ -135,7 +156,9 @@ class Engine:
             raise Unavailable(problem)
         if sampling.max_tokens < 0:
             raise BadGeneration(f"max tokens must be >= 0 (got {sampling.max_tokens})")
-        prompt_tokens = count_tokens(prompt)
+        modelled = self.latency.prefill_us_per_token > 0  # else prompts cost nothing: skip it
+        tokens = tokenize(prompt) if modelled else None
+        prompt_tokens = len(tokens) if tokens is not None else count_tokens(prompt)
         if self.context_length is not None:
             wanted = prompt_tokens + sampling.max_tokens
             if wanted > self.context_length:
@@ -146,4 +169,5 @@ class Engine:
         generated = generate(
             prompt, max_tokens=sampling.max_tokens, seed=sampling.effective_seed, stop=sampling.stop
         )
-        return Generation(self, prompt_tokens, generated)
+        cached = self.prefix_cache.serve(tokens) if tokens is not None else None
+        return Generation(self, prompt_tokens, generated, cached)

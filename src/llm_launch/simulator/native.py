@@ -97,7 +97,7 @@ def _meta_info(generation: Generation, step: Step) -> dict[str, Any]:
         "id": generation.id,
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": step.completion_tokens,
-        "cached_tokens": 0,
+        "cached_tokens": generation.cached_tokens or 0,
         "finish_reason": _finish_reason(step.finish, step.completion_tokens),
         "e2e_latency": step.elapsed_s,
     }

@@ -110,7 +110,7 @@ class _Shape:
         generation: Generation,
         choices: list[dict[str, Any]],
         *,
-        usage: dict[str, int] | None,
+        usage: dict[str, Any] | None,
         chunk: bool = False,
     ) -> dict[str, Any]:
         return {
@@ -157,9 +157,12 @@ def _finish(step: Step) -> dict[str, Any]:
     return {"finish_reason": step.finish.reason, "matched_stop": step.finish.matched}
 
 
-def _usage(generation: Generation, step: Step) -> dict[str, int]:
-    return {
+def _usage(generation: Generation, step: Step) -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": step.completion_tokens,
         "total_tokens": generation.prompt_tokens + step.completion_tokens,
     }
+    if generation.cached_tokens is not None:  # a prefix cache is modelled: say what it held
+        usage["prompt_tokens_details"] = {"cached_tokens": generation.cached_tokens}
+    return usage

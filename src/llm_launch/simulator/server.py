@@ -130,6 +130,13 @@ def announce(args: SimArgs, engine: str = "SGLang", where: str | None = None) ->
         args.ttft_ms,
         args.tpot_ms,
     )
+    if args.prefill_us_per_token > 0:
+        log.warning(
+            "SIMULATED ENGINE: prefill %gus per prompt token not in its prefix cache "
+            "(%d tokens at most)",
+            args.prefill_us_per_token,
+            args.prefix_cache_tokens,
+        )
     if args.ignored_args:
         log.warning(
             "SIMULATED ENGINE: ignoring %s flags it does not model: %s",

@@ -39,6 +39,7 @@ from llm_launch.simulator.args import (
     SimArgs,
     _env_ms,
     _Parser,
+    add_prefix_cache_flags,
     parse_dist_init_addr,
     validation_problems,
 )
@@ -114,6 +115,8 @@ def parse_vllm_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -
         heartbeat_s=ns.sim_heartbeat_s,
         rank_timeout_s=ns.sim_rank_timeout_s,
         ignored_args=tuple(ignored),
+        prefill_us_per_token=ns.sim_prefill_us_per_token,
+        prefix_cache_tokens=ns.sim_prefix_cache_tokens,
     )
     problems = validation_problems(sim)
     ray_head = None
@@ -147,6 +150,7 @@ def _parser(env: Mapping[str, str]) -> _Parser:
     add("--trust-remote-code", action="store_true")
     add("--sim-ttft-ms", type=float, default=_env_ms(env, ENV_TTFT_MS, DEFAULT_TTFT_MS))
     add("--sim-tpot-ms", type=float, default=_env_ms(env, ENV_TPOT_MS, DEFAULT_TPOT_MS))
+    add_prefix_cache_flags(parser, env)
     add("--sim-heartbeat-s", type=float, default=1.0)
     add("--sim-rank-timeout-s", type=float, default=5.0)
     add("--sim-placement-timeout-s", type=float, default=600.0)
