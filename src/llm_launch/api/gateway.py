@@ -118,9 +118,9 @@ async def _answer(route: Route, scope: Scope, body: bytes, send: Send) -> None:
             raise InvalidRequest([FieldError("model", "is required: the name of your endpoint")])
         stream = bool(parsed.get("stream"))
     endpoint = inference.endpoint(owner, name)
-    inference.pick_target(endpoint)  # 503 now, with the status, if no group is ready
-    # OpenAI bodies go through as sent: the engine serves under the endpoint's name, the
-    # `model` the caller sent, so answers carry that name.
+    # `send` picks the group (a 503 naming the status when none is ready). OpenAI bodies
+    # go through as sent: the engine serves under the endpoint's name, the `model` the
+    # caller sent, so answers carry that name.
     reply = await inference.send(endpoint, route.upstream, body)
     await _relay(reply, send, stream=stream)
 

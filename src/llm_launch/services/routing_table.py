@@ -45,10 +45,12 @@ REFRESH_S = 1.0  # a write made by another process reaches the table within this
 
 
 class RoutingTable:
-    def __init__(self, repository: EndpointRepository | None, refresh_s: float = REFRESH_S):
+    def __init__(
+        self, repository: EndpointRepository | None, refresh_s: float | None = None
+    ) -> None:
         """`repository` None: a table kept only by `put`/`remove` (unit tests)."""
         self.repository = repository
-        self.refresh_s = refresh_s
+        self.refresh_s = REFRESH_S if refresh_s is None else refresh_s
         self._by_name: dict[tuple[str, str], Endpoint] = {}
         self._by_id: dict[str, Endpoint] = {}
         self._known: dict[str, Endpoint] = {}  # the last refresh's rows, deleting ones included
