@@ -19,10 +19,11 @@ Three writers keep it current:
 
 A refresh reads a snapshot that may predate a local write made while it ran; an endpoint
 written here meanwhile keeps its local state (`_touched`) rather than the older snapshot's.
-The refresh costs one narrow query of every row's state, and a full read only of the rows
-whose generation changed (`EndpointRepository.list_all`), so it stays cheap at 10,000
-endpoints (bench/README.md). If the database is unreachable the table keeps serving what it
-last knew: inference keeps flowing to endpoints that were running.
+The refresh costs one narrow query of every row's id, generation and status, and a full
+read only of the rows whose generation changed (`EndpointRepository.list_routable`), so it
+stays cheap at 10,000 endpoints (bench/routing_table.py, bench/README.md). If the database
+is unreachable the table keeps serving what it last knew: inference keeps flowing to
+endpoints that were running.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class RoutingTable:
         self.refresh_s = REFRESH_S if refresh_s is None else refresh_s
         self._by_name: dict[tuple[str, str], Endpoint] = {}
         self._by_id: dict[str, Endpoint] = {}
-        self._known: dict[str, Endpoint] = {}  # the last refresh's rows, deleting ones included
+        self._known: dict[str, Endpoint] = {}  # the last refresh's rows
         self._touched: set[str] = set()  # ids written here since the running refresh began
         self.refreshes = 0  # completed full refreshes (tests wait on it)
 
@@ -112,13 +113,9 @@ class RoutingTable:
         the read ran, whose local state is newer than the snapshot)."""
         assert self.repository is not None
         self._touched = set()
-        rows = await self.repository.list_all(self._known)
+        rows = await self.repository.list_routable(self._known)
         self._known = {e.id: e for e in rows}
-        by_id = {
-            e.id: e
-            for e in rows
-            if e.status is not EndpointStatus.DELETE_IN_PROGRESS and e.id not in self._touched
-        }
+        by_id = {e.id: e for e in rows if e.id not in self._touched}
         for endpoint_id in self._touched:
             local = self._by_id.get(endpoint_id)
             if local is not None:

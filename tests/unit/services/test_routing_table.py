@@ -28,14 +28,14 @@ def an_endpoint(
 
 
 class SlowStore:
-    """A repository whose `list_all` answers a snapshot once the test lets it."""
+    """A repository whose `list_routable` answers a snapshot once the test lets it."""
 
     def __init__(self, rows: list[Endpoint]) -> None:
         self.rows = rows
         self.reading = asyncio.Event()
         self.answer = asyncio.Event()
 
-    async def list_all(self, known: Mapping[str, Endpoint] | None = None) -> list[Endpoint]:
+    async def list_routable(self, known: Mapping[str, Endpoint]) -> list[Endpoint]:
         snapshot = list(self.rows)
         self.reading.set()
         await self.answer.wait()
