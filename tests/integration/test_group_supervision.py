@@ -21,7 +21,6 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,13 +30,11 @@ from llm_launch.backends.base import Observation
 from llm_launch.backends.local.backend import SIMULATED_NOTE, LocalBackend
 from llm_launch.backends.local.group import ProcessGroup
 from llm_launch.backends.local.ports import PortAllocator
-from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.groups import CauseKind
 from llm_launch.domain.progress import PROGRESS_FILE_ENV
-from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
-from tests.builders import endpoint_body
+from tests.support.local_groups import simulated_backend, stored_endpoint
 
 HANG_RESTART_S = 3  # short for the test; the default is PlanOptions.hang_restart_s (30 s)
 # Log lines the processes of a group write, which no status reason may quote (the
@@ -48,27 +45,14 @@ TWO_NODES = {"nodes_per_worker": 2, "gpus": 2, "num_shards": 2}
 
 
 def an_endpoint(**overrides: Any) -> Endpoint:
-    now = datetime.now(UTC)
-    body = endpoint_body(**{"inference_framework": "sglang", "name": "watched",
-                            "min_workers": 1, "max_workers": 1, **overrides})  # fmt: skip
-    spec = build_spec(body, load_hardware_catalog())
-    return Endpoint(
-        "end_watch0001", "alice", spec, EndpointStatus.UPDATE_PENDING, None, 1, now, now,
-        forwarder_token="watch-test-token-0123456789abcdef",
-    )  # fmt: skip
+    return stored_endpoint("end_watch0001", "watched", **overrides)
 
 
 @pytest.fixture
 async def local(tmp_path: Path) -> AsyncIterator[LocalBackend]:
-    backend = LocalBackend(
-        tmp_path, "simulated", PortAllocator(first=43400, last=43499),
-        hang_restart_s=HANG_RESTART_S, drain_grace_s=0,
-    )  # fmt: skip
-    try:
+    options = {"hang_restart_s": HANG_RESTART_S, "drain_grace_s": 0}
+    async with simulated_backend(tmp_path, 43400, an_endpoint(), **options) as backend:
         yield backend
-    finally:
-        await backend.teardown(an_endpoint())
-        await backend.close()
 
 
 class Watch:

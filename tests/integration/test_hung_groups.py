@@ -14,7 +14,6 @@ import os
 import re
 import signal
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,39 +23,24 @@ from llm_launch.api.app import make_backend
 from llm_launch.backends.base import Observation
 from llm_launch.backends.local.backend import SIMULATED_NOTE, LocalBackend
 from llm_launch.backends.local.group import GroupPorts
-from llm_launch.backends.local.ports import PortAllocator
-from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.groups import CauseKind
-from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.settings import Settings
-from tests.builders import endpoint_body
+from tests.support.local_groups import simulated_backend, stored_endpoint
 
 HANG_RESTART_S = 3  # short for the test; the default is PlanOptions.hang_restart_s (30 s)
 
 
 def an_endpoint(**overrides: Any) -> Endpoint:
-    now = datetime.now(UTC)
-    body = endpoint_body(**{"inference_framework": "sglang", "name": "hangs", **overrides})
-    spec = build_spec(body, load_hardware_catalog())
-    return Endpoint(
-        "end_hang00001", "alice", spec, EndpointStatus.UPDATE_PENDING, None, 1, now, now,
-        forwarder_token="hang-test-token-0123456789abcdef",
-    )  # fmt: skip
+    return stored_endpoint("end_hang00001", "hangs", **overrides)
 
 
 @pytest.fixture
 async def local(tmp_path: Path) -> AsyncIterator[LocalBackend]:
-    backend = LocalBackend(
-        tmp_path, "simulated", PortAllocator(first=43200, last=43299),
-        hang_restart_s=HANG_RESTART_S, drain_grace_s=5,
-    )  # fmt: skip
-    try:
+    options = {"hang_restart_s": HANG_RESTART_S, "drain_grace_s": 5}
+    async with simulated_backend(tmp_path, 43200, an_endpoint(), **options) as backend:
         yield backend
-    finally:
-        await backend.teardown(an_endpoint())
-        await backend.close()
 
 
 async def observe_until(

@@ -5,11 +5,48 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from llm_launch.backends.local.backend import LocalBackend
+from llm_launch.backends.local.ports import PortAllocator
+from llm_launch.config.loader import load_hardware_catalog
+from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.spec_builder import build_spec
+from llm_launch.domain.status import EndpointStatus
+from tests.builders import endpoint_body
+
+
+def stored_endpoint(endpoint_id: str, name: str, **overrides: Any) -> Endpoint:
+    """A one-group SGLang endpoint of alice's as the store hands it to a backend."""
+    now = datetime.now(UTC)
+    body = endpoint_body(**{"inference_framework": "sglang", "name": name,
+                            "min_workers": 1, "max_workers": 1, **overrides})  # fmt: skip
+    spec = build_spec(body, load_hardware_catalog())
+    return Endpoint(
+        endpoint_id, "alice", spec, EndpointStatus.UPDATE_PENDING, None, 1, now, now,
+        forwarder_token=f"{name}-test-token-0123456789abcdef",
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def simulated_backend(
+    data_dir: Path, first_port: int, endpoint: Endpoint, **options: Any
+) -> AsyncIterator[LocalBackend]:
+    """A local backend running simulated engines on 100 ports from `first_port`; tears
+    `endpoint` down and closes on the way out. `options` go to LocalBackend."""
+    ports = PortAllocator(first=first_port, last=first_port + 99)
+    backend = LocalBackend(data_dir, "simulated", ports, **options)
+    try:
+        yield backend
+    finally:
+        await backend.teardown(endpoint)
+        await backend.close()
 
 
 def group_records(data_dir: Path, endpoint_id: str) -> list[dict[str, Any]]:
