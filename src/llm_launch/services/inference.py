@@ -24,11 +24,11 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from llm_launch.backends.base import Backend
 from llm_launch.domain import routing
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import ServiceUnavailable, UpstreamFailed, UpstreamTimeout
@@ -54,11 +54,18 @@ class UpstreamReply:
         return b"".join([chunk async for chunk in self.chunks])
 
 
+class TargetSource(Protocol):
+    """Where an endpoint's ready groups are: the backend (`serve`), or the targets the
+    reconciler stored, through the routing table (`llm-launch gateway`)."""
+
+    def targets(self, endpoint: Endpoint) -> list[str]: ...
+
+
 class InferenceRouter:
     def __init__(
         self,
         table: RoutingTable,
-        backend: Backend | None,
+        backend: TargetSource | None,
         *,
         timeout_s: float = 600.0,
         chance: random.Random | None = None,

@@ -11,6 +11,10 @@ Endpoints are isolated from one another (many owners share a server): CONCURRENC
 workers share the pass's endpoints, each endpoint bounded by `endpoint_timeout_s`, and
 whatever goes wrong with one (any exception, or a backend that does not answer) is
 recorded in that endpoint's status while the pass goes on with the rest.
+
+Each pass also stores every endpoint's ready targets (the backend's forwarder URLs) in
+its row when they changed since this reconciler last wrote them, for `llm-launch gateway`
+processes, which route inference without a backend of their own (`cli/gateway.py`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.services.deletes import Teardowns
-from llm_launch.services.routing_table import RoutingTable
+from llm_launch.services.routing_table import RoutingTable, encode_targets
 from llm_launch.store.repository import EndpointRepository
 
 log = logging.getLogger("llm_launch.reconciler")
@@ -63,6 +67,9 @@ class Reconciler:
         self._started_at = datetime.now(UTC)
         # The inference routes' table: a status recorded here reaches it at once.
         self.routing_table = routing_table
+        # The targets this reconciler stored, by endpoint id: written again only on a
+        # change. Empty at start, so a new leader writes each endpoint's once.
+        self._stored_targets: dict[str, str | None] = {}
 
     async def run_forever(self) -> None:
         try:
@@ -79,6 +86,8 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         endpoints = await self.repository.list_all(self._known)
         self._known = {e.id: e for e in endpoints}
+        for gone in self._stored_targets.keys() - self._known.keys():
+            del self._stored_targets[gone]
         if not self._garbage_collected:
             try:
                 await self.backend.collect_garbage({e.id for e in endpoints})
@@ -115,6 +124,7 @@ class Reconciler:
         except Exception as exc:
             log.exception("endpoint %s (%s) failed to reconcile", endpoint.name, endpoint.id)
             observation = _failed(endpoint, _unexpected(self.backend.name, exc))
+        await self._store_targets(endpoint)
         if _changed(endpoint, observation):
             written = await self.repository.set_status(
                 endpoint.id,
@@ -133,6 +143,15 @@ class Reconciler:
                     observation.available_workers,
                     observation.unavailable_workers,
                 )
+
+    async def _store_targets(self, endpoint: Endpoint) -> None:
+        """Store the endpoint's ready targets if they changed since this reconciler last
+        stored them (None, clearing them, when none is ready)."""
+        targets = encode_targets(self.backend.targets(endpoint))
+        if endpoint.id in self._stored_targets and self._stored_targets[endpoint.id] == targets:
+            return
+        if await self.repository.set_targets(endpoint.id, targets):
+            self._stored_targets[endpoint.id] = targets
 
     async def _apply(self, endpoint: Endpoint) -> Observation:
         try:

@@ -24,13 +24,21 @@ read only of the rows whose generation changed (`EndpointRepository.list_routabl
 stays cheap at 10,000 endpoints (bench/routing_table.py, bench/README.md). If the database
 is unreachable the table keeps serving what it last knew: inference keeps flowing to
 endpoints that were running.
+
+A table made with `stored_targets=True` (a `llm-launch gateway` process, which runs no
+backend) also reads each endpoint's ready targets as the reconciler stored them
+(`EndpointRepository.list_routes`) and hands them out through `targets`, so it serves as
+the inference router's target source; such targets lag the backend's own view by up to a
+reconciler pass plus one refresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+from collections.abc import Sequence
 
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import NotFound
@@ -38,20 +46,48 @@ from llm_launch.domain.inputs import clip
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.store.repository import EndpointRepository
 
-__all__ = ["REFRESH_S", "RoutingTable"]
+__all__ = ["REFRESH_S", "RoutingTable", "decode_targets", "encode_targets"]
 
 log = logging.getLogger("llm_launch.routing_table")
 
 REFRESH_S = 1.0  # a write made by another process reaches the table within this (plus a read)
 
 
+def encode_targets(targets: Sequence[str]) -> str | None:
+    """The stored form of ready targets: a sorted JSON list (the same set, the same
+    text), None for none."""
+    return json.dumps(sorted(targets)) if targets else None
+
+
+def decode_targets(stored: str | None) -> list[str]:
+    """The targets `encode_targets` stored; none for anything else (a row written by
+    hand, say), which routes nothing rather than failing the refresh."""
+    if not stored:
+        return []
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return []
+    if not isinstance(value, list):
+        return []
+    return [t for t in value if isinstance(t, str)]
+
+
 class RoutingTable:
     def __init__(
-        self, repository: EndpointRepository | None, refresh_s: float | None = None
+        self,
+        repository: EndpointRepository | None,
+        refresh_s: float | None = None,
+        *,
+        stored_targets: bool = False,
     ) -> None:
-        """`repository` None: a table kept only by `put`/`remove` (unit tests)."""
+        """`repository` None: a table kept only by `put`/`remove` (unit tests).
+        `stored_targets`: also read the targets the reconciler stored (see `targets`)."""
         self.repository = repository
         self.refresh_s = REFRESH_S if refresh_s is None else refresh_s
+        self.stored_targets = stored_targets
+        self._targets: dict[str, list[str]] = {}  # by id, with stored_targets
+        self._stored: dict[str, str | None] = {}  # their stored text, to decode changes only
         self._by_name: dict[tuple[str, str], Endpoint] = {}
         self._by_id: dict[str, Endpoint] = {}
         self._known: dict[str, Endpoint] = {}  # the last refresh's rows
@@ -68,6 +104,11 @@ class RoutingTable:
         if endpoint is None:
             raise NotFound(f"no endpoint named {clip(name)}")
         return endpoint
+
+    def targets(self, endpoint: Endpoint) -> list[str]:
+        """The endpoint's ready targets as last stored (with `stored_targets`): this table
+        is then the inference router's target source in place of a backend."""
+        return self._targets.get(endpoint.id, [])
 
     def put(self, endpoint: Endpoint) -> None:
         """Record a write made in this process (create, update); a deleting one leaves."""
@@ -113,7 +154,10 @@ class RoutingTable:
         the read ran, whose local state is newer than the snapshot)."""
         assert self.repository is not None
         self._touched = set()
-        rows = await self.repository.list_routable(self._known)
+        if self.stored_targets:
+            rows = self._keep_targets(await self.repository.list_routes(self._known))
+        else:
+            rows = await self.repository.list_routable(self._known)
         self._known = {e.id: e for e in rows}
         by_id = {e.id: e for e in rows if e.id not in self._touched}
         for endpoint_id in self._touched:
@@ -123,6 +167,19 @@ class RoutingTable:
         self._by_id = by_id
         self._by_name = {(e.owner, e.name): e for e in by_id.values()}
         self.refreshes += 1
+
+    def _keep_targets(self, routes: list[tuple[Endpoint, str | None]]) -> list[Endpoint]:
+        """Take the stored targets of a refresh (decoding only those that changed)."""
+        targets: dict[str, list[str]] = {}
+        stored: dict[str, str | None] = {}
+        for endpoint, text in routes:
+            stored[endpoint.id] = text
+            if endpoint.id in self._targets and self._stored.get(endpoint.id) == text:
+                targets[endpoint.id] = self._targets[endpoint.id]
+            else:
+                targets[endpoint.id] = decode_targets(text)
+        self._targets, self._stored = targets, stored
+        return [endpoint for endpoint, _ in routes]
 
     async def run_forever(self) -> None:
         """Refresh every `refresh_s` for as long as the server runs."""

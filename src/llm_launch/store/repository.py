@@ -242,25 +242,37 @@ class EndpointRepository:
 
     async def list_routable(self, known: Mapping[str, Endpoint]) -> list[Endpoint]:
         """Endpoints not being deleted, for the inference routes' table (refreshed every
-        second: `services/routing_table.py`). Narrower than `list_all`: one query of ids,
-        generations and statuses (no timestamps to parse, no order), a full read only of
-        rows whose generation changed, and a changed status applied to the known endpoint
-        (its worker counts and timestamps may lag: routing reads neither).
+        second: `services/routing_table.py`): `list_routes` without the stored targets."""
+        return [endpoint for endpoint, _ in await self.list_routes(known)]
+
+    async def list_routes(self, known: Mapping[str, Endpoint]) -> list[tuple[Endpoint, str | None]]:
+        """Endpoints not being deleted, each with its stored targets (the JSON text the
+        reconciler wrote with `set_targets`, None when none is ready). Narrower than
+        `list_all`: one query of ids, generations, statuses and targets (no timestamps to
+        parse, no order), a full read only of rows whose generation changed, and a changed
+        status applied to the known endpoint (its worker counts and timestamps may lag:
+        routing reads neither).
         """
         columns = select(
-            EndpointRow.id, EndpointRow.generation, EndpointRow.status, EndpointRow.status_reason
+            EndpointRow.id,
+            EndpointRow.generation,
+            EndpointRow.status,
+            EndpointRow.status_reason,
+            EndpointRow.targets,
         ).where(_not_deleting())
         async with self._sessions() as session:
             states = (await session.execute(columns)).all()
-            stale = [i for i, g, _, _ in states if i not in known or known[i].generation != g]
+            stale = [
+                s.id for s in states if s.id not in known or known[s.id].generation != s.generation
+            ]
             rows = (
                 (await session.scalars(select(EndpointRow).where(EndpointRow.id.in_(stale)))).all()
                 if stale
                 else []
             )
         fresh = {r.id: _to_endpoint(r) for r in rows}
-        endpoints = []
-        for endpoint_id, generation, status, reason in states:
+        routes = []
+        for endpoint_id, generation, status, reason, targets in states:
             base = fresh.get(endpoint_id) or known.get(endpoint_id)
             if base is None or base.generation != generation:
                 continue  # created or updated between the two reads: the next refresh has it
@@ -268,8 +280,17 @@ class EndpointRepository:
                 base = dataclasses.replace(
                     base, status=EndpointStatus(status), status_reason=reason
                 )
-            endpoints.append(base)
-        return endpoints
+            routes.append((base, targets))
+        return routes
+
+    async def set_targets(self, endpoint_id: str, targets: str | None) -> bool:
+        """Store the endpoint's ready targets (JSON text, None for none); False if the row
+        is gone. Neither its generation nor its timestamps change: this is routing state,
+        not a change anyone made."""
+        query = update(EndpointRow).where(EndpointRow.id == endpoint_id).values(targets=targets)
+        async with self._sessions.begin() as session:
+            result = await session.execute(query)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def update_spec(
         self, current: Endpoint, spec: EndpointSpec, quota: Quota | None = None

@@ -37,6 +37,9 @@ class EndpointRow(Base):
     # The endpoint's data-plane secret (secrets.token_urlsafe(32): 43 characters), which
     # its forwarders require on every inference request; never returned by the API.
     forwarder_token: Mapped[str] = mapped_column(String(64))
+    # The ready groups' forwarder URLs as the reconciler last saw them (a JSON list; NULL
+    # when none is ready), for `llm-launch gateway` processes, which run no backend.
+    targets: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class OperationRow(Base):

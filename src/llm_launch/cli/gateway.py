@@ -1,0 +1,221 @@
+"""`llm-launch gateway`: serve only the inference routes, in one or more processes.
+
+Beside one `llm-launch serve` (the control-plane API, the reconciler and the backend) on
+the same database, `gateway --processes N` runs N processes that each answer the four
+completion routes (`api/gateway_app.py`): each binds the same port with SO_REUSEPORT, so
+the kernel spreads connections over them, and each keeps its own routing table from the
+database, with the ready targets the reconciler stores. The settings they share with
+`serve` have the same flags and LLM_LAUNCH_* variables.
+
+The parent process only starts and watches its children: SIGTERM or Ctrl-C stops them
+all (each finishes its requests in flight, as uvicorn does), and if one of them exits
+the others are stopped too and the command exits non-zero, for its supervisor (systemd,
+Kubernetes) to start it again, rather than carrying on short of a process unnoticed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from llm_launch.cli.base import app, errors, fail
+from llm_launch.cli.serve import _log_to_stderr
+from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
+from llm_launch.http_timeouts import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    header_timeout_protocol,
+)
+from llm_launch.settings import DEFAULT_HOST, default_data_dir, is_loopback
+from llm_launch.store.database import default_sqlite_url, migrate
+
+STARTUP_FAILURE = 3  # uvicorn's exit code when a server could not start
+STOP_WAIT_S = 30.0  # for the children to finish their requests once asked to stop
+
+
+@app.command()
+def gateway(
+    port: Annotated[int, typer.Option(envvar="LLM_LAUNCH_GATEWAY_PORT", help="Port to bind.")],
+    host: Annotated[
+        str, typer.Option(envvar="LLM_LAUNCH_GATEWAY_HOST", help="Address to bind.")
+    ] = DEFAULT_HOST,
+    processes: Annotated[
+        int,
+        typer.Option(
+            envvar="LLM_LAUNCH_GATEWAY_PROCESSES",
+            min=1,
+            max=256,
+            help="processes sharing the port (SO_REUSEPORT); about one per core to spare",
+        ),
+    ] = 1,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="LLM_LAUNCH_DATABASE_URL", help="the control plane's database"),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="LLM_LAUNCH_DATA_DIR", help="Where the default SQLite file lives."),
+    ] = None,
+    api_keys_file: Annotated[
+        Path | None,
+        typer.Option(envvar="LLM_LAUNCH_API_KEYS_FILE", help="File of OWNER:KEY lines."),
+    ] = None,
+    inference_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LLM_LAUNCH_INFERENCE_TIMEOUT_S",
+            help="seconds to wait for an answer to start, or between streamed chunks (504 after)",
+        ),
+    ] = 600.0,
+    max_request_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="LLM_LAUNCH_MAX_REQUEST_BYTES",
+            min=1,
+            help="largest request body accepted; a larger one is a 413 and is not read",
+        ),
+    ] = 1024 * 1024,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="LLM_LAUNCH_HEADER_TIMEOUT_S",
+            min=0.1,
+            help="seconds a client has to send a request's line and headers, and the longest "
+            "pause while its body arrives (408 after)",
+        ),
+    ] = DEFAULT_HEADER_TIMEOUT_S,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(
+            envvar="LLM_LAUNCH_KEEP_ALIVE_TIMEOUT_S",
+            min=1,
+            help="seconds an idle kept-alive connection stays open",
+        ),
+    ] = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
+) -> None:
+    """Serve the inference routes only, in PROCESSES processes, beside `llm-launch serve`."""
+    from llm_launch.api.gateway_app import GatewaySettings
+
+    if not 1 <= port <= 65535:
+        raise fail(f"--port must be within 1-65535 (got {port})")
+    try:
+        keys = load_api_keys(api_keys_file, os.environ.get("LLM_LAUNCH_API_KEYS"))
+    except ApiKeyConfigError as exc:
+        raise fail(str(exc)) from exc
+    if not keys.enabled and not is_loopback(host):
+        raise fail(
+            f"refusing to bind {host}: no API keys are configured, so anyone who can reach "
+            "it could use every endpoint. Set LLM_LAUNCH_API_KEYS or --api-keys-file, "
+            "or bind 127.0.0.1."
+        )
+    os.umask(0o077)
+    settings = GatewaySettings(
+        database_url=database_url or default_sqlite_url(data_dir or default_data_dir()),
+        api_keys=keys,
+        max_request_bytes=max_request_bytes,
+        header_timeout_s=header_timeout,
+        inference_timeout_s=inference_timeout,
+    )
+    migrate(settings.database_url)  # once here, so the children find the schema at head
+    server = (settings, host, port, keep_alive_timeout, log_level)
+    errors.print(
+        f"llm-launch gateway on http://{host}:{port} ({processes} process(es), "
+        "inference routes only)",
+        highlight=False,
+    )
+    code = _serve_one(*server) if processes == 1 else _run_children(processes, server)
+    if code:
+        raise typer.Exit(code)
+
+
+def _serve_one(settings: Any, host: str, port: int, keep_alive_timeout: int, log_level: str) -> int:
+    """Run one gateway server on its own SO_REUSEPORT socket; its exit code."""
+    from llm_launch.api.gateway_app import create_gateway_app
+
+    _log_to_stderr(log_level)
+    config = uvicorn.Config(
+        create_gateway_app(settings),
+        log_level=log_level,
+        http=header_timeout_protocol(settings.header_timeout_s),
+        timeout_keep_alive=keep_alive_timeout,
+    )
+    server = uvicorn.Server(config)
+    try:
+        sock = _reuse_port_socket(host, port)
+    except OSError as exc:
+        errors.print(f"error: cannot bind {host}:{port}: {exc}", highlight=False)
+        return STARTUP_FAILURE
+    with sock:
+        server.run(sockets=[sock])
+    return 0 if server.started else STARTUP_FAILURE
+
+
+def _child(*server: Any) -> None:
+    raise SystemExit(_serve_one(*server))
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on (host, port) that the gateway's other processes (same
+    user: the kernel allows no other to join) bind too, connections spread among them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _run_children(count: int, server: tuple[Any, ...]) -> int:
+    """Start `count` server processes and wait: until a signal stops them all (0), or one
+    exits by itself, which stops the others (its exit code, at least 1)."""
+    context = multiprocessing.get_context("spawn")  # no copy of this process's state
+    children = [
+        context.Process(target=_child, args=server, name=f"llm-launch-gateway-{i}")
+        for i in range(count)
+    ]
+    signalled = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal signalled
+        signalled = True
+        _terminate(children)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        child.start()
+    done = wait([c.sentinel for c in children])
+    first = next(c for c in children if c.sentinel in done)
+    if not signalled:
+        errors.print(
+            f"error: gateway process {first.name} exited ({first.exitcode}); stopping the others",
+            highlight=False,
+        )
+        _terminate(children)
+    for child in children:
+        child.join(STOP_WAIT_S)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if signalled:
+        return 0
+    return first.exitcode or 1
+
+
+def _terminate(children: list[Any]) -> None:
+    for child in children:
+        if child.is_alive():
+            child.terminate()  # SIGTERM: uvicorn finishes what is in flight
