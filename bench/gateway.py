@@ -10,6 +10,10 @@ two engine processes with round-robin routing. The same work then goes through b
 - Launch: the router's `/generate` against llm-launch's `/v1/llm/completions-sync` (the
   forwarder maps the Launch request to the engine's `/generate` and back).
 
+A third column, "llm-launch gateway x2", sends llm-launch's requests to a
+`llm-launch gateway --processes 2` on the server's database instead (two inference-only
+processes sharing a port; its "API" CPU is theirs).
+
 Load: `wrk` (one thread, keep-alive, 32 connections by default) posting the body; each
 round measures every column, their order alternating between rounds, so that a load spike
 on this shared machine does not skew one column. Printed per route and column: req/s and
@@ -85,6 +89,10 @@ CASES: dict[str, dict[str, tuple[str, str]]] = {
         ),
     },
 }
+GATEWAY = "llm-launch gateway x2"
+GATEWAY_PROCESSES = 2
+for _cases in CASES.values():
+    _cases[GATEWAY] = _cases["llm-launch"]  # the same requests, to the gateway's port
 ROUTE_TITLES = {
     "chat": "chat: router /v1/chat/completions vs llm-launch /v2/chat/completions",
     "launch": "Launch: router /generate vs llm-launch /v1/llm/completions-sync",
@@ -212,6 +220,26 @@ def serve(tmp: Path) -> RunningServer:
         "LLM_LAUNCH_LOG_LEVEL": "warning",
     }
     return simulated_local_server(tmp, env).start()
+
+
+@contextmanager
+def gateway(tmp: Path) -> Iterator[tuple[str, int]]:
+    """`llm-launch gateway --processes 2` on the server's SQLite file: (URL, parent pid)."""
+    port = free_port()
+    command = [sys.executable, "-m", "llm_launch", "gateway", "--port", str(port),
+               "--processes", str(GATEWAY_PROCESSES), "--log-level", "warning",
+               "--database-url", f"sqlite:///{tmp / 'db.sqlite'}"]  # fmt: skip
+    env = {**os.environ, "LLM_LAUNCH_API_KEYS": f"{OWNER}:{KEY}"}
+    with (tmp / "gateway.log").open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        path, body = CASES["chat"][GATEWAY]  # once the gateway routes the endpoint
+        _wait_answering(url + path, body, {"x-api-key": KEY}, process, tmp / "gateway.log")
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 @contextmanager
@@ -344,7 +372,7 @@ def report(columns: dict[str, Column], args: argparse.Namespace) -> None:
         print(f"\n{title} ({args.connections} connections, {args.rounds} rounds of "
               f"{args.duration}s)")  # fmt: skip
         head = ("req/s", "vs router", "(rounds)", "p50 ms", "p99 ms", "errors")
-        print(f"  {'column':14}" + "".join(f"{h:>11}" for h in head)
+        print(f"  {'column':22}" + "".join(f"{h:>11}" for h in head)
               + "".join(f"{k + ' µs':>14}" for k in kinds))  # fmt: skip
         base = columns["sglang-router"].rounds[route]
         for name, column in columns.items():
@@ -363,7 +391,7 @@ def report(columns: dict[str, Column], args: argparse.Namespace) -> None:
                 statistics.mean(r.cpu_us[k] for r in rows) if k in column.pids else None
                 for k in kinds
             ]
-            print(f"  {name:14}" + "".join(f"{v:>11}" for v in values)
+            print(f"  {name:22}" + "".join(f"{v:>11}" for v in values)
                   + "".join(f"{'-' if c is None else f'{c:.0f}':>14}" for c in cpu))  # fmt: skip
 
 
@@ -382,6 +410,7 @@ def main() -> None:
         endpoint = stack.enter_context(two_groups(server, tmp))
         hf_port = stack.enter_context(closed_port())
         router_url, router_pid = stack.enter_context(router(endpoint.engines, tmp, hf_port))
+        gateway_url, gateway_pid = stack.enter_context(gateway(tmp))
         assert server.pid is not None
         engines = {"engines": endpoint.engine_pids}
         columns = {
@@ -391,6 +420,15 @@ def main() -> None:
                 {"x-api-key": KEY},
                 {
                     "API": api_pids(server.pid, endpoint),
+                    "forwarders": endpoint.forwarder_pids,
+                    **engines,
+                },
+            ),
+            GATEWAY: Column(
+                gateway_url,
+                {"x-api-key": KEY},
+                {
+                    "API": descendants(gateway_pid),
                     "forwarders": endpoint.forwarder_pids,
                     **engines,
                 },
