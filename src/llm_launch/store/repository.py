@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -207,17 +207,7 @@ class EndpointRepository:
             EndpointRow.unavailable_workers,
             EndpointRow.last_updated_at,
         ).order_by(EndpointRow.last_updated_at)
-        async with self._sessions() as session:
-            states = (await session.execute(columns)).all()
-            stale = [
-                s.id for s in states if s.id not in known or known[s.id].generation != s.generation
-            ]
-            rows = (
-                (await session.scalars(select(EndpointRow).where(EndpointRow.id.in_(stale)))).all()
-                if stale
-                else []
-            )
-        fresh = {r.id: _to_endpoint(r) for r in rows}
+        states, fresh = await self._states_and_changed(columns, known)
         endpoints = []
         for state in states:
             base = fresh.get(state.id) or known.get(state.id)
@@ -240,6 +230,23 @@ class EndpointRepository:
             )
         return endpoints
 
+    async def _states_and_changed(
+        self, columns: Any, known: Mapping[str, Endpoint]
+    ) -> tuple[Sequence[Any], dict[str, Endpoint]]:
+        """The narrow `columns` (id and generation first) of every row, and in one snapshot
+        the full endpoints of those new or whose generation differs from `known`'s."""
+        async with self._sessions() as session:
+            states = (await session.execute(columns)).all()
+            stale = [
+                s.id for s in states if s.id not in known or known[s.id].generation != s.generation
+            ]
+            rows = (
+                (await session.scalars(select(EndpointRow).where(EndpointRow.id.in_(stale)))).all()
+                if stale
+                else []
+            )
+        return states, {r.id: _to_endpoint(r) for r in rows}
+
     async def list_routable(self, known: Mapping[str, Endpoint]) -> list[Endpoint]:
         """Endpoints not being deleted, for the inference routes' table (refreshed every
         second: `services/routing_table.py`): `list_routes` without the stored targets."""
@@ -260,17 +267,7 @@ class EndpointRepository:
             EndpointRow.status_reason,
             EndpointRow.targets,
         ).where(_not_deleting())
-        async with self._sessions() as session:
-            states = (await session.execute(columns)).all()
-            stale = [
-                s.id for s in states if s.id not in known or known[s.id].generation != s.generation
-            ]
-            rows = (
-                (await session.scalars(select(EndpointRow).where(EndpointRow.id.in_(stale)))).all()
-                if stale
-                else []
-            )
-        fresh = {r.id: _to_endpoint(r) for r in rows}
+        states, fresh = await self._states_and_changed(columns, known)
         routes = []
         for endpoint_id, generation, status, reason, targets in states:
             base = fresh.get(endpoint_id) or known.get(endpoint_id)

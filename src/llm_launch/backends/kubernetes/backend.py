@@ -284,15 +284,11 @@ class KubernetesBackend:
         leader's forwarder). Leader pod `<lws>-<group>`, workers `<lws>-<group>-<rank>`;
         a Deployment's pods are its groups, by age."""
         client = await self._connected()
-        rank, container = _parse_process(process)
-        pod = self._pod_name(endpoint, group, rank)
+        pod, container = self._log_source(endpoint, group, process)
         try:
             return await client.read_log(self.namespace, pod, container, tail)
         except ObjectNotFound as exc:
-            raise NotFound(
-                f"no log for group {group}, {process} of endpoint {endpoint.name!r}: "
-                f"{exc.message} (is the group running?)"
-            ) from exc
+            raise _no_log(endpoint, group, process, exc) from exc
 
     async def follow_logs(
         self, endpoint: Endpoint, group: int, process: str, tail: int
@@ -300,15 +296,16 @@ class KubernetesBackend:
         """The pod log API's `follow=true`, from the same pod and container as `logs`: it
         ends when the container stops (a recreated group's pods are new ones)."""
         client = await self._connected()
-        rank, container = _parse_process(process)
-        pod = self._pod_name(endpoint, group, rank)
+        pod, container = self._log_source(endpoint, group, process)
         try:
             return await client.follow_log(self.namespace, pod, container, tail)
         except ObjectNotFound as exc:
-            raise NotFound(
-                f"no log for group {group}, {process} of endpoint {endpoint.name!r}: "
-                f"{exc.message} (is the group running?)"
-            ) from exc
+            raise _no_log(endpoint, group, process, exc) from exc
+
+    def _log_source(self, endpoint: Endpoint, group: int, process: str) -> tuple[str, str]:
+        """The pod and container whose log `process` of `group` is."""
+        rank, container = _parse_process(process)
+        return self._pod_name(endpoint, group, rank), container
 
     async def elector(self, lease: LeaseSettings) -> LeaderElector:
         """A leader-election candidate (`leader.py`) on this backend's connection. Connecting
@@ -476,3 +473,10 @@ def _parse_process(process: str) -> tuple[int, str]:
     if process.startswith("rank-") and rank.isdigit():
         return int(rank), ENGINE_CONTAINER
     raise InvalidRequest([FieldError("process", "must be 'forwarder' or 'rank-<N>'")])
+
+
+def _no_log(endpoint: Endpoint, group: int, process: str, exc: ObjectNotFound) -> NotFound:
+    return NotFound(
+        f"no log for group {group}, {process} of endpoint {endpoint.name!r}: "
+        f"{exc.message} (is the group running?)"
+    )
