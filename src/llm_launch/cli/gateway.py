@@ -140,13 +140,25 @@ def _child(*server: Any) -> None:
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
     """A listening-ready socket on (host, port) that the gateway's other processes (same
-    user: the kernel allows no other to join) bind too, connections spread among them."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    user: the kernel allows no other to join) bind too, connections spread among them.
+    `::` listens on IPv6 and IPv4 alike, as `serve --host ::` does (IPV6_V6ONLY off rather
+    than the net.ipv6.bindv6only default), and on IPv4 alone where the kernel has no IPv6:
+    the Kubernetes manifest runs it so on clusters of either family."""
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        if address != "::":
+            raise
+        family, address = socket.AF_INET, "0.0.0.0"
+        sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host.strip("[]"), port))
+        if address == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((address, port))
     except OSError:
         sock.close()
         raise
