@@ -170,6 +170,9 @@ def router(
         str(router_python()), "-m", "sglang_router.launch_router", "--host", "127.0.0.1",
         "--port", str(port), "--policy", policy, "--worker-startup-check-interval",
         "1", "--log-level", "warn", "--worker-urls", *engines,
+        # Its metrics exporter's own port, free: the default (29000) is taken by any other
+        # router running on the machine, which makes this one panic at start.
+        "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port()),
     ]  # fmt: skip
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{hf_port}"}
     log = tmp / "router.log"
