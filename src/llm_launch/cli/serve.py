@@ -245,6 +245,7 @@ def serve(
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
     from llm_launch.api.app import create_app
+    from llm_launch.api.gateway import ROUTES, front
 
     keys, catalog, quotas, roots = _access_settings(
         api_keys_file,
@@ -332,12 +333,21 @@ def serve(
     )
     errors.print(f"llm-launch serving on http://{host}:{port} ({mode})", highlight=False)
     _log_to_stderr(log_level)
-    config = uvicorn.Config(
+    app = front(  # the completion routes before FastAPI's middleware (api/gateway.py)
         create_app(settings),
+        settings.api_keys,
+        settings.max_request_bytes,
+        settings.header_timeout_s,
+    )
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level=log_level,
-        http=header_timeout_protocol(settings.header_timeout_s),
+        # No access-log line per completion (the API's requests keep theirs), and no
+        # X-Forwarded-* rewriting: nothing here reads the client's address.
+        http=header_timeout_protocol(settings.header_timeout_s, quiet_paths=ROUTES),
+        proxy_headers=False,
         timeout_keep_alive=settings.keep_alive_timeout_s,
     )
     server = uvicorn.Server(config)
