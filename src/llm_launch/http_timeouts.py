@@ -26,6 +26,8 @@ from collections.abc import Iterable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from llm_launch.runtime.deadlines import unwatch, watch
+
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT_S",
     "DEFAULT_KEEP_ALIVE_TIMEOUT_S",
@@ -44,7 +46,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     quiet_paths: frozenset[str] = frozenset()
-    _head_deadline: asyncio.TimerHandle | None = None
+    _head_deadline = False  # armed: waiting for a request head
+    when = 0.0  # loop time by which the head must be complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -58,7 +61,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     # when the headers are complete (the body, if any, follows).
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._head_deadline is None:
+        if not self._head_deadline:
             self._arm_head_deadline()
 
     def on_headers_complete(self) -> None:
@@ -69,16 +72,22 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.scope is self.scope and self.scope["path"] in quiet:
             cycle.access_log = False  # set before its task first runs, so before it logs
 
+    # The deadline is this protocol itself (`when`, `expire`), watched by the shared
+    # watchdog of runtime/deadlines.py rather than a loop timer armed and cancelled for
+    # every request: a few µs less per request, on the hot path of both servers.
     def _arm_head_deadline(self) -> None:
-        self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_too_late)
+        self.when = self.loop.time() + self.header_timeout_s
+        self._head_deadline = True
+        watch(self.loop, self)
 
     def _disarm_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        if self._head_deadline:
+            unwatch(self.loop, self)
+            self._head_deadline = False
 
-    def _head_too_late(self) -> None:
-        self._head_deadline = None
+    def expire(self) -> None:
+        """The head is late (the watchdog calls this): close the connection."""
+        self._head_deadline = False
         if not self.transport.is_closing():
             log.debug(
                 "closing a connection whose request head took over %ss", self.header_timeout_s

@@ -13,6 +13,10 @@ late, which no caller here can tell from on time (the shortest is the tests' 0.5
 Semantics are `asyncio.timeout`'s (Python 3.11, asyncio/timeouts.py): an expired deadline
 cancels the task, and leaving the block turns that cancellation (and only that one, not
 one from elsewhere, such as a client that left) into TimeoutError.
+
+The same watchdog serves other per-request timers that almost never fire, through
+`watch`/`unwatch` of any object with a `when` (loop time) and an `expire()`: the request
+head's deadline (`http_timeouts`) and the start of a client watch (`client_watch`).
 """
 
 from __future__ import annotations
@@ -20,28 +24,38 @@ from __future__ import annotations
 import asyncio
 import weakref
 from types import TracebackType
+from typing import Protocol
 
-__all__ = ["TICK_S", "Deadline", "deadline"]
+__all__ = ["TICK_S", "Deadline", "Expiring", "deadline", "unwatch", "watch"]
 
 TICK_S = 0.05  # how often the watchdog looks; a deadline fires at most this late
 
 _PENDING, _EXPIRING, _EXPIRED, _DONE = range(4)
 
 
+class Expiring(Protocol):
+    """What the watchdog expires: `expire()` is called once loop time passes `when`."""
+
+    @property
+    def when(self) -> float: ...
+
+    def expire(self) -> None: ...
+
+
 class _Watchdog:
-    """The registered deadlines of one event loop, and the timer that expires them."""
+    """The registered entries of one event loop, and the timer that expires them."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.active: dict[Deadline, None] = {}
+        self.active: dict[Expiring, None] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, entry: Deadline) -> None:
+    def add(self, entry: Expiring) -> None:
         self.active[entry] = None
         if self._timer is None:
             self._timer = self.loop.call_later(TICK_S, self._tick)
 
-    def remove(self, entry: Deadline) -> None:
+    def remove(self, entry: Expiring) -> None:
         self.active.pop(entry, None)
 
     def _tick(self) -> None:
@@ -56,6 +70,27 @@ class _Watchdog:
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
+    watchdog = _watchdogs.get(loop)
+    if watchdog is None:
+        watchdog = _watchdogs[loop] = _Watchdog(loop)
+    return watchdog
+
+
+def watch(loop: asyncio.AbstractEventLoop, entry: Expiring) -> None:
+    """Call `entry.expire()` once `loop`'s time passes `entry.when` (up to TICK_S late),
+    unless `unwatch`ed first. The entry is looked at as it is then: moving `when`
+    later postpones it."""
+    _watchdog(loop).add(entry)
+
+
+def unwatch(loop: asyncio.AbstractEventLoop, entry: Expiring) -> None:
+    """No `expire()` for `entry` after this (a no-op if it expired or was never watched)."""
+    watchdog = _watchdogs.get(loop)
+    if watchdog is not None:
+        watchdog.remove(entry)
 
 
 class Deadline:
@@ -74,9 +109,7 @@ class Deadline:
         if task is None:
             raise RuntimeError("deadline() must be used inside a task")
         loop = asyncio.get_running_loop()
-        watchdog = _watchdogs.get(loop)
-        if watchdog is None:
-            watchdog = _watchdogs[loop] = _Watchdog(loop)
+        watchdog = _watchdog(loop)
         self._task, self._watchdog = task, watchdog
         self._cancelling = task.cancelling()
         self.when = loop.time() + self.delay
