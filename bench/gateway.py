@@ -160,13 +160,19 @@ def closed_port() -> Iterator[int]:
 
 
 @contextmanager
-def router(engines: list[str], tmp: Path, hf_port: int) -> Iterator[tuple[str, int]]:
-    """sglang-router, round robin over `engines`; yields (base URL, pid) once it routes."""
+def router(
+    engines: list[str], tmp: Path, hf_port: int, policy: str = "round_robin"
+) -> Iterator[tuple[str, int]]:
+    """sglang-router over `engines` with `--policy policy` (round robin unless told; the
+    policy's thresholds at their defaults); yields (base URL, pid) once it routes."""
     port = free_port()
     argv = [
         str(router_python()), "-m", "sglang_router.launch_router", "--host", "127.0.0.1",
-        "--port", str(port), "--policy", "round_robin", "--worker-startup-check-interval",
+        "--port", str(port), "--policy", policy, "--worker-startup-check-interval",
         "1", "--log-level", "warn", "--worker-urls", *engines,
+        # Its metrics exporter's own port, free: the default (29000) is taken by any other
+        # router running on the machine, which makes this one panic at start.
+        "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port()),
     ]  # fmt: skip
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{hf_port}"}
     log = tmp / "router.log"

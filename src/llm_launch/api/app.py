@@ -10,11 +10,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from llm_launch import __version__
-from llm_launch.api.errors import install_error_handlers
-from llm_launch.api.gateway import InferenceGateway
-from llm_launch.api.guard import RequestGuard
 from llm_launch.api.openapi import install_security
 from llm_launch.api.routers import endpoints, health, inference, models
+from llm_launch.api.wiring import install_guarded_inference
 from llm_launch.backends.base import Backend
 from llm_launch.services.deletes import Teardowns
 from llm_launch.services.endpoints import EndpointService
@@ -162,17 +160,13 @@ def create_app(
         description="Self-hosted control plane for LLM inference endpoints (Launch LLM API).",
         lifespan=lifespan,
     )
-    app.state.api_keys = settings.api_keys
-    install_error_handlers(app)
     install_security(app)
-    # Inside the guard, before FastAPI routes anything: the completion routes' lean path.
-    app.add_middleware(InferenceGateway)
-    # Outermost of the app's own middleware: authenticate, then read a bounded body.
-    app.add_middleware(
-        RequestGuard,
-        keys=settings.api_keys,
-        max_body_bytes=settings.max_request_bytes,
-        body_pause_s=settings.header_timeout_s,  # the same patience for a head and a body
+    # Outermost, the guard (keys, bounded body); inside it, the completion routes' lean path.
+    install_guarded_inference(
+        app,
+        settings.api_keys,
+        max_request_bytes=settings.max_request_bytes,
+        header_timeout_s=settings.header_timeout_s,
     )
     app.include_router(health.router)
     app.include_router(endpoints.router)

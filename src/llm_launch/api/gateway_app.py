@@ -7,24 +7,35 @@ four completion routes, with the same answers and errors), its own routing table
 refreshed from the database, and no backend and no reconciler: the table hands out the
 ready targets the reconciler stored (`RoutingTable(stored_targets=True)`). Everything
 else is a 404 that says the control-plane API serves it; `/healthz` and `/readyz` answer
-for probes and load balancers.
+for probes and load balancers (deploy/kubernetes/gateway-deployment.yaml).
+
+`/readyz` is what a load balancer should trust: 200 only while the routing table is
+current, that is it has completed a refresh within STALE_AFTER_REFRESHES periods and the
+database answers. The table is filled before the process accepts a connection (the
+lifespan's first refresh), and a table that stops refreshing keeps routing on what it
+last read, so without this check a process whose refreshes fail while the database still
+answers `SELECT 1` (its tables locked by a long migration, or a schema newer than its
+code after an upgrade) would stay in the Service while deletes and failures made since
+never reach it. A 503 takes it out until its table is current again; `/healthz` stays 200,
+as restarting would not help.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from llm_launch import __version__
-from llm_launch.api.errors import error_body, install_error_handlers
-from llm_launch.api.gateway import InferenceGateway
-from llm_launch.api.guard import RequestGuard
+from llm_launch.api.errors import error_body
+from llm_launch.api.wiring import install_guarded_inference
 from llm_launch.config.api_keys import ApiKeys
 from llm_launch.services.inference import InferenceRouter
 from llm_launch.services.routing_table import RoutingTable
@@ -34,6 +45,9 @@ from llm_launch.store.repository import EndpointRepository
 __all__ = ["GatewaySettings", "create_gateway_app"]
 
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# Refresh periods without a completed refresh after which the process is not ready: a
+# slow refresh (a full read of 10,000 rows on a busy core) never trips it, a stuck one does.
+STALE_AFTER_REFRESHES = 5
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,21 @@ class GatewaySettings:
     refresh_s: float | None = None  # the routing table's; None: its default
 
 
+@dataclass
+class Freshness:
+    """How long the routing table has gone without completing a refresh, as `/readyz` sees
+    it: the table counts its completed refreshes, and the age is the time since that count
+    was first seen at its current value (so it errs young by at most one probe period)."""
+
+    refreshes: int = -1
+    since: float = field(default_factory=time.monotonic)
+
+    def age(self, refreshes: int, now: float) -> float:
+        if refreshes != self.refreshes:
+            self.refreshes, self.since = refreshes, now
+        return now - self.since
+
+
 def create_gateway_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +85,8 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
         await table.refresh()
         refreshing = asyncio.create_task(table.run_forever(), name="routing-table")
         app.state.routing_table = table
+        app.state.refreshing = refreshing
+        app.state.freshness = Freshness()
         app.state.repository = table.repository
         # The table is its own target source: the targets the reconciler stored.
         app.state.inference = InferenceRouter(table, table, timeout_s=settings.inference_timeout_s)
@@ -76,14 +107,11 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.api_keys = settings.api_keys
-    install_error_handlers(app)
-    app.add_middleware(InferenceGateway)
-    app.add_middleware(
-        RequestGuard,
-        keys=settings.api_keys,
-        max_body_bytes=settings.max_request_bytes,
-        body_pause_s=settings.header_timeout_s,
+    install_guarded_inference(
+        app,
+        settings.api_keys,
+        max_request_bytes=settings.max_request_bytes,
+        header_timeout_s=settings.header_timeout_s,
     )
     app.add_api_route("/healthz", _healthz, methods=["GET"])
     app.add_api_route("/readyz", _readyz, methods=["GET"])
@@ -97,12 +125,22 @@ async def _healthz() -> dict[str, str]:
 
 
 async def _readyz(request: Request) -> JSONResponse:
-    """Ready to route: the database answers (the table refreshes from it)."""
-    repository: EndpointRepository = request.app.state.repository
-    problem = await repository.ping()
+    """Ready to route: the routing table is current and the database answers."""
+    problem = _stale_table(request.app.state) or await request.app.state.repository.ping()
     if problem is not None:
         return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+def _stale_table(state: Any) -> str | None:
+    """Why the routing table is not current, or None."""
+    table: RoutingTable = state.routing_table
+    if state.refreshing.done():
+        return "the routing table's refresh has stopped"
+    age = state.freshness.age(table.refreshes, time.monotonic())
+    if age > STALE_AFTER_REFRESHES * table.refresh_s:
+        return f"the routing table has not refreshed for {age:.1f} s"
+    return None
 
 
 async def _elsewhere(request: Request) -> JSONResponse:

@@ -20,20 +20,29 @@ import os
 import signal
 import socket
 from multiprocessing.connection import wait
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 
 from llm_launch.cli.base import app, errors, fail
+from llm_launch.cli.options import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_INFERENCE_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_REQUEST_BYTES,
+    ApiKeysFile,
+    DataDir,
+    HeaderTimeout,
+    InferenceTimeout,
+    KeepAliveTimeout,
+    LogLevel,
+    MaxRequestBytes,
+)
 from llm_launch.cli.serve import _log_to_stderr
 from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
-from llm_launch.http_timeouts import (
-    DEFAULT_HEADER_TIMEOUT_S,
-    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
-    header_timeout_protocol,
-)
+from llm_launch.http_timeouts import header_timeout_protocol
 from llm_launch.settings import DEFAULT_HOST, default_data_dir, is_loopback
 from llm_launch.store.database import default_sqlite_url, migrate
 
@@ -60,47 +69,13 @@ def gateway(
         str | None,
         typer.Option(envvar="LLM_LAUNCH_DATABASE_URL", help="the control plane's database"),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(envvar="LLM_LAUNCH_DATA_DIR", help="Where the default SQLite file lives."),
-    ] = None,
-    api_keys_file: Annotated[
-        Path | None,
-        typer.Option(envvar="LLM_LAUNCH_API_KEYS_FILE", help="File of OWNER:KEY lines."),
-    ] = None,
-    inference_timeout: Annotated[
-        float,
-        typer.Option(
-            envvar="LLM_LAUNCH_INFERENCE_TIMEOUT_S",
-            help="seconds to wait for an answer to start, or between streamed chunks (504 after)",
-        ),
-    ] = 600.0,
-    max_request_bytes: Annotated[
-        int,
-        typer.Option(
-            envvar="LLM_LAUNCH_MAX_REQUEST_BYTES",
-            min=1,
-            help="largest request body accepted; a larger one is a 413 and is not read",
-        ),
-    ] = 1024 * 1024,
-    header_timeout: Annotated[
-        float,
-        typer.Option(
-            envvar="LLM_LAUNCH_HEADER_TIMEOUT_S",
-            min=0.1,
-            help="seconds a client has to send a request's line and headers, and the longest "
-            "pause while its body arrives (408 after)",
-        ),
-    ] = DEFAULT_HEADER_TIMEOUT_S,
-    keep_alive_timeout: Annotated[
-        int,
-        typer.Option(
-            envvar="LLM_LAUNCH_KEEP_ALIVE_TIMEOUT_S",
-            min=1,
-            help="seconds an idle kept-alive connection stays open",
-        ),
-    ] = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
-    log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
+    data_dir: DataDir = None,
+    api_keys_file: ApiKeysFile = None,
+    inference_timeout: InferenceTimeout = DEFAULT_INFERENCE_TIMEOUT_S,
+    max_request_bytes: MaxRequestBytes = DEFAULT_MAX_REQUEST_BYTES,
+    header_timeout: HeaderTimeout = DEFAULT_HEADER_TIMEOUT_S,
+    keep_alive_timeout: KeepAliveTimeout = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    log_level: LogLevel = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Serve the inference routes only, in PROCESSES processes, beside `llm-launch serve`."""
     from llm_launch.api.gateway_app import GatewaySettings
@@ -165,13 +140,25 @@ def _child(*server: Any) -> None:
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
     """A listening-ready socket on (host, port) that the gateway's other processes (same
-    user: the kernel allows no other to join) bind too, connections spread among them."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    user: the kernel allows no other to join) bind too, connections spread among them.
+    `::` listens on IPv6 and IPv4 alike, as `serve --host ::` does (IPV6_V6ONLY off rather
+    than the net.ipv6.bindv6only default), and on IPv4 alone where the kernel has no IPv6:
+    the Kubernetes manifest runs it so on clusters of either family."""
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        if address != "::":
+            raise
+        family, address = socket.AF_INET, "0.0.0.0"
+        sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host.strip("[]"), port))
+        if address == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((address, port))
     except OSError:
         sock.close()
         raise

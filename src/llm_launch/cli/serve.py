@@ -14,17 +14,27 @@ import uvicorn
 
 from llm_launch.backends.local.environment import parse_pass_env, pass_env_errors
 from llm_launch.cli.base import WEIGHTS_VOLUME_HELP, app, errors, fail, parse_weights_volume
+from llm_launch.cli.options import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_INFERENCE_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_REQUEST_BYTES,
+    ApiKeysFile,
+    DataDir,
+    HeaderTimeout,
+    InferenceTimeout,
+    KeepAliveTimeout,
+    LogLevel,
+    MaxRequestBytes,
+)
 from llm_launch.config.api_keys import ApiKeyConfigError, ApiKeys, load_api_keys
 from llm_launch.config.loader import CatalogError, load_hardware_catalog
 from llm_launch.config.quotas import DEFAULT_QUOTA, QuotaBook, QuotaConfigError, parse_limit
 from llm_launch.domain.checkpoints import parse_checkpoint_roots
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.quotas import Quota
-from llm_launch.http_timeouts import (
-    DEFAULT_HEADER_TIMEOUT_S,
-    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
-    header_timeout_protocol,
-)
+from llm_launch.http_timeouts import header_timeout_protocol
 from llm_launch.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_data_dir, is_loopback
 from llm_launch.store.database import default_sqlite_url
 
@@ -42,14 +52,8 @@ def serve(
         str | None,
         typer.Option(envvar="LLM_LAUNCH_DATABASE_URL", help="sqlite:///PATH or postgresql://..."),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(envvar="LLM_LAUNCH_DATA_DIR", help="Where the default SQLite file lives."),
-    ] = None,
-    api_keys_file: Annotated[
-        Path | None,
-        typer.Option(envvar="LLM_LAUNCH_API_KEYS_FILE", help="File of OWNER:KEY lines."),
-    ] = None,
+    data_dir: DataDir = None,
+    api_keys_file: ApiKeysFile = None,
     hardware_catalog: Annotated[
         Path | None, typer.Option(envvar="LLM_LAUNCH_HARDWARE_CATALOG", help="GPU types YAML.")
     ] = None,
@@ -104,39 +108,10 @@ def serve(
         str,
         typer.Option(envvar="LLM_LAUNCH_LOCAL_PORTS", help="local backend: FIRST-LAST port range"),
     ] = "20000-29999",
-    inference_timeout: Annotated[
-        float,
-        typer.Option(
-            envvar="LLM_LAUNCH_INFERENCE_TIMEOUT_S",
-            help="seconds to wait for an answer to start, or between streamed chunks (504 after)",
-        ),
-    ] = 600.0,
-    max_request_bytes: Annotated[
-        int,
-        typer.Option(
-            envvar="LLM_LAUNCH_MAX_REQUEST_BYTES",
-            min=1,
-            help="largest request body accepted; a larger one is a 413 and is not read",
-        ),
-    ] = 1024 * 1024,
-    header_timeout: Annotated[
-        float,
-        typer.Option(
-            envvar="LLM_LAUNCH_HEADER_TIMEOUT_S",
-            min=0.1,
-            help="seconds a client has to send a request's line and headers (from connecting, "
-            "or from the first byte of a further request; the connection is closed after), "
-            "and the longest pause while its body arrives (408 after)",
-        ),
-    ] = DEFAULT_HEADER_TIMEOUT_S,
-    keep_alive_timeout: Annotated[
-        int,
-        typer.Option(
-            envvar="LLM_LAUNCH_KEEP_ALIVE_TIMEOUT_S",
-            min=1,
-            help="seconds an idle kept-alive connection stays open",
-        ),
-    ] = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    inference_timeout: InferenceTimeout = DEFAULT_INFERENCE_TIMEOUT_S,
+    max_request_bytes: MaxRequestBytes = DEFAULT_MAX_REQUEST_BYTES,
+    header_timeout: HeaderTimeout = DEFAULT_HEADER_TIMEOUT_S,
+    keep_alive_timeout: KeepAliveTimeout = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
     quota_max_endpoints: Annotated[
         str,
         typer.Option(
@@ -241,7 +216,7 @@ def serve(
             help="kubernetes backend: seconds between tries to take or renew the Lease",
         ),
     ] = 2.0,
-    log_level: Annotated[str, typer.Option(envvar="LLM_LAUNCH_LOG_LEVEL")] = "info",
+    log_level: LogLevel = DEFAULT_LOG_LEVEL,
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
     from llm_launch.api.app import create_app

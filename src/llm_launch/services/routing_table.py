@@ -13,17 +13,26 @@ Three writers keep it current:
   here is in the table at once;
 - the reconciler (`services/reconciler.py`), after each status write: a failure shows in
   the 503's status at once;
-- `run_forever`, a full refresh from the database every REFRESH_S, for the writes of other
+- `run_forever`, a refresh from the database every REFRESH_S, for the writes of other
   processes (another API replica, a `gateway` process, the leader's reconciler): a delete
   or failure made elsewhere takes effect within one refresh.
 
+A refresh reads the database's change counter first (store/revisions.py): unchanged since
+the last refresh, it reads nothing else, so an idle refresh costs one one-row query at any
+number of endpoints. Changed, it reads only the rows stamped after the last counter it read
+and the removals since (`EndpointRepository.list_routes(since=...)`, `removed_since`), a
+cost in proportion to the changes, and remembers the counter value it read first (a row
+committed after that read is read again next time, harmlessly). The first refresh, one
+whose reader fell behind the removals kept, and every FULL_EVERY-th refresh (a safety net:
+rows written without the counter, as by a replica not yet upgraded) read every routable
+row instead: one narrow query of every row's id, generation and status, and a full read
+only of the rows whose generation changed (bench/routing_table.py, bench/README.md).
+
 A refresh reads a snapshot that may predate a local write made while it ran; an endpoint
-written here meanwhile keeps its local state (`_touched`) rather than the older snapshot's.
-The refresh costs one narrow query of every row's id, generation and status, and a full
-read only of the rows whose generation changed (`EndpointRepository.list_routable`), so it
-stays cheap at 10,000 endpoints (bench/routing_table.py, bench/README.md). If the database
-is unreachable the table keeps serving what it last knew: inference keeps flowing to
-endpoints that were running.
+written here meanwhile keeps its local state (`_touched`) rather than the older snapshot's
+(a removal is final, though: ids are never reused). If the database is unreachable the
+table keeps serving what it last knew: inference keeps flowing to endpoints that were
+running.
 
 A table made with `stored_targets=True` (a `llm-launch gateway` process, which runs no
 backend) also reads each endpoint's ready targets as the reconciler stored them
@@ -46,11 +55,12 @@ from llm_launch.domain.inputs import clip
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.store.repository import EndpointRepository
 
-__all__ = ["REFRESH_S", "RoutingTable", "decode_targets", "encode_targets"]
+__all__ = ["FULL_EVERY", "REFRESH_S", "RoutingTable", "decode_targets", "encode_targets"]
 
 log = logging.getLogger("llm_launch.routing_table")
 
 REFRESH_S = 1.0  # a write made by another process reaches the table within this (plus a read)
+FULL_EVERY = 60  # refreshes between two full reads (the safety net; see the module docstring)
 
 
 def encode_targets(targets: Sequence[str]) -> str | None:
@@ -80,19 +90,25 @@ class RoutingTable:
         refresh_s: float | None = None,
         *,
         stored_targets: bool = False,
+        full_every: int = FULL_EVERY,
     ) -> None:
         """`repository` None: a table kept only by `put`/`remove` (unit tests).
-        `stored_targets`: also read the targets the reconciler stored (see `targets`)."""
+        `stored_targets`: also read the targets the reconciler stored (see `targets`).
+        `full_every`: refreshes between two full reads."""
         self.repository = repository
         self.refresh_s = REFRESH_S if refresh_s is None else refresh_s
         self.stored_targets = stored_targets
+        self.full_every = full_every
+        self._revision: int | None = None  # the change counter the table is current with
+        self._since_full = 0  # refreshes since the last full read
         self._targets: dict[str, list[str]] = {}  # by id, with stored_targets
         self._stored: dict[str, str | None] = {}  # their stored text, to decode changes only
         self._by_name: dict[tuple[str, str], Endpoint] = {}
         self._by_id: dict[str, Endpoint] = {}
-        self._known: dict[str, Endpoint] = {}  # the last refresh's rows
+        self._known: dict[str, Endpoint] = {}  # the database's rows as refreshes read them
         self._touched: set[str] = set()  # ids written here since the running refresh began
-        self.refreshes = 0  # completed full refreshes (tests wait on it)
+        self.refreshes = 0  # completed refreshes (tests wait on it)
+        self.full_reads = 0  # of which read every row
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -150,14 +166,57 @@ class RoutingTable:
         )
 
     async def refresh(self) -> None:
-        """Replace the table with the database's endpoints (but those written here while
-        the read ran, whose local state is newer than the snapshot)."""
+        """Bring the table up to the database's endpoints (but those written here while
+        the read ran, whose local state is newer than the snapshot): only what changed
+        since the last refresh, or everything (see the module docstring)."""
         assert self.repository is not None
         self._touched = set()
+        revision = await self.repository.routing_revision()
+        if not await self._caught_up(revision):
+            self._replace(await self.repository.list_routes(self._known))
+            self._since_full = 0
+            self.full_reads += 1
+        self._revision = revision
+        self._since_full += 1
+        self.refreshes += 1
+
+    async def _caught_up(self, revision: int) -> bool:
+        """Apply the changes made after the last counter read up to `revision` (none to
+        read if it has not moved); False, having changed nothing, when a full read is due."""
+        assert self.repository is not None
+        since = self._revision
+        if since is None or self._since_full >= self.full_every or revision < since:
+            return False  # first, safety net, or a counter gone back (a database restored)
+        if revision == since:
+            return True
+        removed = await self.repository.removed_since(since)
+        if removed is None:  # this table is further behind than the removals kept
+            return False
+        changed = await self.repository.list_routes(self._known, since=since)
+        for endpoint, stored in changed:
+            if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+                self._forget(endpoint.id)
+                continue
+            self._known[endpoint.id] = endpoint
+            if self.stored_targets:
+                self._keep_target(endpoint.id, stored)
+            if endpoint.id not in self._touched:
+                self._drop(endpoint.id)
+                self._by_id[endpoint.id] = endpoint
+                self._by_name[(endpoint.owner, endpoint.name)] = endpoint
+        for endpoint_id in removed:
+            self._forget(endpoint_id)
+        return True
+
+    def _replace(self, routes: list[tuple[Endpoint, str | None]]) -> None:
+        """Take a full read's rows as the table (bar those written here meanwhile)."""
         if self.stored_targets:
-            rows = self._keep_targets(await self.repository.list_routes(self._known))
-        else:
-            rows = await self.repository.list_routable(self._known)
+            previous = self._stored
+            self._stored = {}
+            for endpoint, stored in routes:
+                self._keep_target(endpoint.id, stored, previous)
+            self._targets = {i: self._targets[i] for i in self._stored}
+        rows = [endpoint for endpoint, _ in routes]
         self._known = {e.id: e for e in rows}
         by_id = {e.id: e for e in rows if e.id not in self._touched}
         for endpoint_id in self._touched:
@@ -166,20 +225,23 @@ class RoutingTable:
                 by_id[endpoint_id] = local
         self._by_id = by_id
         self._by_name = {(e.owner, e.name): e for e in by_id.values()}
-        self.refreshes += 1
 
-    def _keep_targets(self, routes: list[tuple[Endpoint, str | None]]) -> list[Endpoint]:
-        """Take the stored targets of a refresh (decoding only those that changed)."""
-        targets: dict[str, list[str]] = {}
-        stored: dict[str, str | None] = {}
-        for endpoint, text in routes:
-            stored[endpoint.id] = text
-            if endpoint.id in self._targets and self._stored.get(endpoint.id) == text:
-                targets[endpoint.id] = self._targets[endpoint.id]
-            else:
-                targets[endpoint.id] = decode_targets(text)
-        self._targets, self._stored = targets, stored
-        return [endpoint for endpoint, _ in routes]
+    def _keep_target(
+        self, endpoint_id: str, stored: str | None, previous: dict[str, str | None] | None = None
+    ) -> None:
+        """Take an endpoint's stored targets, decoding them only if their text changed
+        since `previous` (by default, what the table holds)."""
+        previous = self._stored if previous is None else previous
+        if endpoint_id not in previous or previous[endpoint_id] != stored:
+            self._targets[endpoint_id] = decode_targets(stored)
+        self._stored[endpoint_id] = stored
+
+    def _forget(self, endpoint_id: str) -> None:
+        """The endpoint is gone from the database (or being deleted there): for good."""
+        self._known.pop(endpoint_id, None)
+        self._targets.pop(endpoint_id, None)
+        self._stored.pop(endpoint_id, None)
+        self._drop(endpoint_id)
 
     async def run_forever(self) -> None:
         """Refresh every `refresh_s` for as long as the server runs."""

@@ -26,6 +26,9 @@ from llm_launch.domain.names import dns1123_label_problem
 from llm_launch.domain.quotas import Quota, Usage, quota_problems
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
+from llm_launch.store import revisions
+from llm_launch.store.revisions import REMOVALS_KEPT
+from llm_launch.store.rows import same_state, to_endpoint, utc
 from llm_launch.store.tables import EndpointRow, OperationRow
 
 
@@ -57,43 +60,11 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _to_endpoint(row: EndpointRow) -> Endpoint:
-    return Endpoint(
-        id=row.id,
-        owner=row.owner,
-        spec=EndpointSpec.from_dict(row.spec),
-        status=EndpointStatus(row.status),
-        status_reason=row.status_reason,
-        generation=row.generation,
-        created_at=_utc(row.created_at),
-        last_updated_at=_utc(row.last_updated_at),
-        available_workers=row.available_workers,
-        unavailable_workers=row.unavailable_workers,
-        forwarder_token=row.forwarder_token,
-    )
-
-
-def _same_state(endpoint: Endpoint, state: Any) -> bool:
-    return bool(
-        endpoint.generation == state.generation
-        and endpoint.status.value == state.status
-        and endpoint.status_reason == state.status_reason
-        and endpoint.available_workers == state.available_workers
-        and endpoint.unavailable_workers == state.unavailable_workers
-        # A teardown's heartbeat changes only this; the reconciler judges staleness by it.
-        and endpoint.last_updated_at == _utc(state.last_updated_at)
-    )
-
-
 class EndpointRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, removals_kept: int = REMOVALS_KEPT) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._dialect = engine.dialect.name
+        self._removals_kept = removals_kept  # see store/revisions.py
 
     async def ping(self) -> str | None:
         """None when the database answers; otherwise why it does not."""
@@ -133,9 +104,10 @@ class EndpointRepository:
                 if quota is not None:
                     await self._admit(session, owner, spec, quota)
                 session.add_all([row, operation])
+                await revisions.stamp(session, row.id)
         except IntegrityError as exc:
             raise Conflict(await self._name_taken(owner, spec.name)) from exc
-        return _to_endpoint(row), operation.id
+        return to_endpoint(row), operation.id
 
     async def _name_taken(self, owner: str, name: str) -> str:
         """Why `owner` cannot have an endpoint named `name` now: it has one, or one whose
@@ -168,7 +140,7 @@ class EndpointRepository:
                 )
         if row is None:
             raise NotFound(f"no endpoint named {clip(name)}")
-        return _to_endpoint(row)
+        return to_endpoint(row)
 
     async def list_owned(
         self,
@@ -188,7 +160,7 @@ class EndpointRepository:
             query = query.where(EndpointRow.name == name)
         async with self._sessions() as session:
             rows = (await session.scalars(query.order_by(*_order_by(order, self._dialect)))).all()
-        return [_to_endpoint(r) for r in rows]
+        return [to_endpoint(r) for r in rows]
 
     async def list_all(self, known: Mapping[str, Endpoint] | None = None) -> list[Endpoint]:
         """Endpoints of every owner: what the reconciler works through.
@@ -213,7 +185,7 @@ class EndpointRepository:
             base = fresh.get(state.id) or known.get(state.id)
             if base is None:  # created and read between the two queries' snapshots
                 continue
-            if _same_state(base, state):
+            if same_state(base, state):
                 endpoints.append(base)
                 continue
             endpoints.append(
@@ -223,7 +195,7 @@ class EndpointRepository:
                     status_reason=state.status_reason,
                     available_workers=state.available_workers,
                     unavailable_workers=state.unavailable_workers,
-                    last_updated_at=_utc(state.last_updated_at),
+                    last_updated_at=utc(state.last_updated_at),
                 )
                 if base.generation == state.generation
                 else base
@@ -245,20 +217,28 @@ class EndpointRepository:
                 if stale
                 else []
             )
-        return states, {r.id: _to_endpoint(r) for r in rows}
+        return states, {r.id: to_endpoint(r) for r in rows}
 
-    async def list_routable(self, known: Mapping[str, Endpoint]) -> list[Endpoint]:
-        """Endpoints not being deleted, for the inference routes' table (refreshed every
-        second: `services/routing_table.py`): `list_routes` without the stored targets."""
-        return [endpoint for endpoint, _ in await self.list_routes(known)]
+    async def routing_revision(self) -> int:
+        """The change counter (store/revisions.py): unchanged, no routing state changed."""
+        async with self._sessions() as session:
+            return await revisions.current(session)
 
-    async def list_routes(self, known: Mapping[str, Endpoint]) -> list[tuple[Endpoint, str | None]]:
+    async def removed_since(self, since: int) -> list[str] | None:
+        """Ids removed after revision `since`; None if some may be pruned (read all)."""
+        async with self._sessions() as session:
+            return await revisions.removed_since(session, since)
+
+    async def list_routes(
+        self, known: Mapping[str, Endpoint], since: int | None = None
+    ) -> list[tuple[Endpoint, str | None]]:
         """Endpoints not being deleted, each with its stored targets (the JSON text the
         reconciler wrote with `set_targets`, None when none is ready). Narrower than
         `list_all`: one query of ids, generations, statuses and targets (no timestamps to
         parse, no order), a full read only of rows whose generation changed, and a changed
         status applied to the known endpoint (its worker counts and timestamps may lag:
-        routing reads neither).
+        routing reads neither). With `since`, only rows stamped after that revision, those
+        being deleted included (store/revisions.py; `services/routing_table.py` drops them).
         """
         columns = select(
             EndpointRow.id,
@@ -266,7 +246,7 @@ class EndpointRepository:
             EndpointRow.status,
             EndpointRow.status_reason,
             EndpointRow.targets,
-        ).where(_not_deleting())
+        ).where(_not_deleting() if since is None else EndpointRow.revision > since)
         states, fresh = await self._states_and_changed(columns, known)
         routes = []
         for endpoint_id, generation, status, reason, targets in states:
@@ -283,10 +263,12 @@ class EndpointRepository:
     async def set_targets(self, endpoint_id: str, targets: str | None) -> bool:
         """Store the endpoint's ready targets (JSON text, None for none); False if the row
         is gone. Neither its generation nor its timestamps change: this is routing state,
-        not a change anyone made."""
+        not a change anyone made (but a change for routing tables: its revision moves)."""
         query = update(EndpointRow).where(EndpointRow.id == endpoint_id).values(targets=targets)
         async with self._sessions.begin() as session:
             result = await session.execute(query)
+            if result.rowcount:  # type: ignore[attr-defined]
+                await revisions.stamp(session, endpoint_id)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def update_spec(
@@ -324,7 +306,8 @@ class EndpointRepository:
             row = await session.get_one(EndpointRow, current.id, populate_existing=True)
             operation = self._operation(row, "update", now)
             session.add(operation)
-        return _to_endpoint(row), operation.id
+            await revisions.stamp(session, current.id)
+        return to_endpoint(row), operation.id
 
     async def set_status(
         self,
@@ -354,6 +337,8 @@ class EndpointRepository:
             )
         async with self._sessions.begin() as session:
             result = await session.execute(query.values(**values))
+            if result.rowcount:  # type: ignore[attr-defined]
+                await revisions.stamp(session, endpoint_id)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def mark_deleting(self, endpoint: Endpoint) -> str:
@@ -379,11 +364,13 @@ class EndpointRepository:
             row = await session.get_one(EndpointRow, endpoint.id, populate_existing=True)
             operation = self._operation(row, "delete", now)
             session.add(operation)
+            await revisions.stamp(session, endpoint.id)
         return operation.id
 
     async def touch_deleting(self, endpoint_id: str, reason: str | None = None) -> bool:
         """Refresh an endpoint being deleted (`last_updated_at`, and `reason` if given), so
-        other replicas see its teardown is alive; False unless it is DELETE_IN_PROGRESS."""
+        other replicas see its teardown is alive; False unless it is DELETE_IN_PROGRESS.
+        No routing revision: routing tables hold no endpoint being deleted."""
         values: dict[str, object] = {"last_updated_at": _now()}
         if reason is not None:
             values["status_reason"] = reason
@@ -420,6 +407,7 @@ class EndpointRepository:
             await session.execute(
                 update(OperationRow).where(closing).values(state="done", finished_at=_now())
             )
+            await revisions.stamp_removal(session, endpoint_id, self._removals_kept)
         return True
 
     async def _admit(

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -21,6 +30,7 @@ class EndpointRow(Base):
         # One name per owner; the database enforces it, so concurrent creates cannot race.
         UniqueConstraint("owner", "name", name="uq_endpoints_owner_name"),
         Index("ix_endpoints_status", "status"),
+        Index("ix_endpoints_revision", "revision"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -40,6 +50,30 @@ class EndpointRow(Base):
     # The ready groups' forwarder URLs as the reconciler last saw them (a JSON list; NULL
     # when none is ready), for `llm-launch gateway` processes, which run no backend.
     targets: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The routing revision of the row's last change (store/revisions.py): routing tables
+    # re-read only the rows stamped after the revision they last read.
+    revision: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class RoutingRevisionRow(Base):
+    """The change counter (one row, id 1): the revision of the last change to what routing
+    tables hold, and the revision up to which removals may have been pruned."""
+
+    __tablename__ = "routing_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+    pruned: Mapped[int] = mapped_column(BigInteger)
+
+
+class EndpointRemovalRow(Base):
+    """A removed endpoint and the revision of its removal: a deleted row cannot be read,
+    so routing tables learn of it here. Pruned to the last REMOVALS_KEPT revisions."""
+
+    __tablename__ = "endpoint_removals"
+
+    revision: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(String(40), primary_key=True)
 
 
 class OperationRow(Base):

@@ -7,6 +7,13 @@ from llm_launch.backends.local.environment import (
     parse_pass_env,
     pass_env_errors,
 )
+from llm_launch.simulator.args import (
+    ENV_PREFILL_US,
+    ENV_PREFIX_CACHE_TOKENS,
+    ENV_TPOT_MS,
+    ENV_TTFT_MS,
+)
+from llm_launch.simulator.ray_cli import SIM_GPUS_ENV
 
 SERVER = {
     "PATH": "/usr/bin",
@@ -44,3 +51,15 @@ def test_pass_env_patterns_reaching_the_servers_secrets_are_refused() -> None:
     refused = pass_env_errors(("LLM_LAUNCH_*", "*", "A*B", "X=1"))
     assert len(refused) == 4
     assert "LLM_LAUNCH_API_KEYS" in refused[0]
+
+
+def test_every_setting_the_simulator_reads_from_the_environment_reaches_its_processes() -> None:
+    # Two are named ..._PER_TOKEN and ..._TOKENS: settings, not credentials.
+    settings = (ENV_TTFT_MS, ENV_TPOT_MS, ENV_PREFILL_US, ENV_PREFIX_CACHE_TOKENS, SIM_GPUS_ENV)
+    passed = child_environment({**SERVER, **{name: "7" for name in settings}}, ())
+    assert {name: passed.get(name) for name in settings} == {name: "7" for name in settings}
+
+
+def test_a_credential_named_like_a_simulator_setting_still_needs_pass_env() -> None:
+    server = {**SERVER, "LLM_LAUNCH_SIM_HF_TOKEN": "hf"}
+    assert "LLM_LAUNCH_SIM_HF_TOKEN" not in child_environment(server, ())

@@ -28,15 +28,21 @@ def an_endpoint(
 
 
 class SlowStore:
-    """A repository whose `list_routable` answers a snapshot once the test lets it."""
+    """A repository whose `list_routes` answers a snapshot once the test lets it (the
+    tests refresh once: a full read, whatever the change counter says)."""
 
     def __init__(self, rows: list[Endpoint]) -> None:
         self.rows = rows
         self.reading = asyncio.Event()
         self.answer = asyncio.Event()
 
-    async def list_routable(self, known: Mapping[str, Endpoint]) -> list[Endpoint]:
-        snapshot = list(self.rows)
+    async def routing_revision(self) -> int:
+        return 1
+
+    async def list_routes(
+        self, known: Mapping[str, Endpoint], since: int | None = None
+    ) -> list[tuple[Endpoint, str | None]]:
+        snapshot: list[tuple[Endpoint, str | None]] = [(e, None) for e in self.rows]
         self.reading.set()
         await self.answer.wait()
         return snapshot

@@ -169,6 +169,11 @@ DEFAULT_CONTROL_PLANE_POD_LABELS: Mapping[str, str] = {
     "app.kubernetes.io/name": "llm-launch",
     "app.kubernetes.io/component": "api-server",
 }
+# The labels of the `llm-launch gateway` pods in deploy/kubernetes/gateway-deployment.yaml.
+DEFAULT_GATEWAY_POD_LABELS: Mapping[str, str] = {
+    "app.kubernetes.io/name": "llm-launch",
+    "app.kubernetes.io/component": "gateway",
+}
 
 
 @dataclass(frozen=True)
@@ -178,9 +183,15 @@ class NetworkPolicySettings:
     - `enabled`: render the policy (it takes effect only where the cluster's network
       plugin enforces NetworkPolicies; "Network Policies", https://kubernetes.io/docs/
       concepts/services-networking/network-policies/).
-    - `control_plane_pod_labels`: the labels of the control plane's pods, the only pods
-      that may call a forwarder (default: those of deploy/kubernetes/deployment.yaml).
-    - `control_plane_namespace`: the control plane's namespace; None: the endpoints' own.
+    - `control_plane_pod_labels`: the labels of the control plane's API pods, which may
+      call a forwarder (default: those of deploy/kubernetes/deployment.yaml).
+    - `gateway_pod_labels`: the labels of the `llm-launch gateway` pods, which may call a
+      forwarder too (default: those of deploy/kubernetes/gateway-deployment.yaml); None:
+      no gateway pods. A setting of its own, not a change to the one above, so that a
+      configuration file written before the gateway existed (which sets the API pods'
+      labels) keeps admitting the API pods and admits the gateway's by default.
+    - `control_plane_namespace`: the namespace of the API and gateway pods; None: the
+      endpoints' own.
     - `metrics_namespace`: a namespace whose pods (Prometheus) may also scrape the
       forwarder's /metrics, which the autoscaler's metric comes from; None: none.
     Egress is left open: engines download weights from wherever the checkpoint lives.
@@ -189,6 +200,9 @@ class NetworkPolicySettings:
     enabled: bool = True
     control_plane_pod_labels: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_CONTROL_PLANE_POD_LABELS)
+    )
+    gateway_pod_labels: Mapping[str, str] | None = field(
+        default_factory=lambda: dict(DEFAULT_GATEWAY_POD_LABELS)
     )
     control_plane_namespace: str | None = None
     metrics_namespace: str | None = None
@@ -313,12 +327,16 @@ def _placement_problems(p: Placement) -> list[str]:
 
 def _network_policy_problems(n: NetworkPolicySettings) -> list[str]:
     problems = []
-    if not n.control_plane_pod_labels:
-        # An empty selector would let every pod of the namespace call the forwarders.
-        problems.append("network_policy.control_plane_pod_labels must name at least one label")
-    for key, value in n.control_plane_pod_labels.items():
-        if problem := label_key_problem(key) or label_value_problem(value):
-            problems.append(f"network_policy.control_plane_pod_labels {key}={value}: {problem}")
+    selectors = {"control_plane_pod_labels": n.control_plane_pod_labels}
+    if n.gateway_pod_labels is not None:
+        selectors["gateway_pod_labels"] = n.gateway_pod_labels
+    for name, labels in selectors.items():
+        if not labels:
+            # An empty selector would let every pod of the namespace call the forwarders.
+            problems.append(f"network_policy.{name} must name at least one label")
+        for key, value in labels.items():
+            if problem := label_key_problem(key) or label_value_problem(value):
+                problems.append(f"network_policy.{name} {key}={value}: {problem}")
     for name in ("control_plane_namespace", "metrics_namespace"):
         namespace = getattr(n, name)
         if namespace is not None and (problem := dns1123_label_problem(namespace)):

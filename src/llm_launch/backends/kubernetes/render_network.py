@@ -12,9 +12,12 @@ services-networking/network-policies/):
   group, which are chosen at run time (a worker's preStop also calls its leader's
   forwarder). A policy cannot say "the same group as the target pod" (a `from` selector
   is fixed, and LWS's group label values are per group), so the unit is the endpoint;
-- the forwarder port from the control plane's pods (a pod selector, in its namespace when
-  that is another), which call it with the endpoint's token, and, when configured, from a
-  metrics namespace (Prometheus scraping /metrics for the autoscaler);
+- the forwarder port from the control plane's pods: its API pods and its `llm-launch
+  gateway` pods, one peer each (a pod selector, in the control plane's namespace when that
+  is another), which call it with the endpoint's token, and, when configured, from a
+  metrics namespace (Prometheus scraping /metrics for the autoscaler). Two peers rather
+  than one label both Deployments share, so that API pods of an earlier release, still
+  running during an upgrade, stay admitted (`NetworkPolicySettings`);
 - the kubelet's probes need no rule: "traffic to and from the node where a Pod is running
   is always allowed, regardless of the IP address of the Pod or the node" (same page,
   the ipBlock caveat);
@@ -24,6 +27,7 @@ services-networking/network-policies/):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from llm_launch.backends.kubernetes.config import NetworkPolicySettings
@@ -42,13 +46,10 @@ def network_policy_spec(
 ) -> Manifest:
     """The policy's spec: `endpoint_pods` selects the endpoint's pods (render_names.
     pod_selector); the forwarder listens on `forwarder_port`."""
-    control_plane: Manifest = {
-        "podSelector": {"matchLabels": dict(settings.control_plane_pod_labels)}
-    }
-    if settings.control_plane_namespace is not None:
-        # Both selectors in one peer: those pods in that namespace only.
-        control_plane["namespaceSelector"] = _namespace(settings.control_plane_namespace)
-    forwarder_peers = [control_plane]
+    callers = [settings.control_plane_pod_labels]
+    if settings.gateway_pod_labels is not None:
+        callers.append(settings.gateway_pod_labels)
+    forwarder_peers = [_control_plane_peer(labels, settings) for labels in callers]
     if settings.metrics_namespace is not None:
         forwarder_peers.append({"namespaceSelector": _namespace(settings.metrics_namespace)})
     return {
@@ -62,6 +63,14 @@ def network_policy_spec(
             },
         ],
     }
+
+
+def _control_plane_peer(labels: Mapping[str, str], settings: NetworkPolicySettings) -> Manifest:
+    peer: Manifest = {"podSelector": {"matchLabels": dict(labels)}}
+    if settings.control_plane_namespace is not None:
+        # Both selectors in one peer: those pods in that namespace only.
+        peer["namespaceSelector"] = _namespace(settings.control_plane_namespace)
+    return peer
 
 
 def _namespace(name: str) -> Manifest:

@@ -27,6 +27,8 @@ BASIC_NAMES = frozenset(
         "XDG_CACHE_HOME", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM",
         # Operator hooks of the startup program and the simulator (no secrets).
         "LLM_LAUNCH_ENGINE_PROGRAM",
+        # Simulator settings whose names hold a secret word (TOKEN) but no secret.
+        "LLM_LAUNCH_SIM_PREFILL_US_PER_TOKEN", "LLM_LAUNCH_SIM_PREFIX_CACHE_TOKENS",
     }
 )  # fmt: skip
 BASIC_PREFIXES = (
