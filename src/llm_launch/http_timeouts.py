@@ -11,14 +11,22 @@ from the moment a connection opens, and from the first byte of each further requ
 it, the request head (request line and headers) must be complete within `seconds`, or
 the connection is closed. What happens after the head (reading the body, the app's own
 time) is not limited here.
+
+It also takes `quiet_paths`: requests to these paths get no access-log line whatever the
+log level (the inference routes: a line per completion would cost more CPU than the rest
+of the hop's Python, and fill the log at the default level), while the control-plane API's
+requests keep theirs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from llm_launch.runtime.deadlines import unwatch, watch
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT_S",
@@ -37,7 +45,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing connections whose request head is late."""
 
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
-    _head_deadline: asyncio.TimerHandle | None = None
+    quiet_paths: frozenset[str] = frozenset()
+    _head_deadline = False  # armed: waiting for a request head
+    when = 0.0  # loop time by which the head must be complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -51,23 +61,33 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     # when the headers are complete (the body, if any, follows).
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._head_deadline is None:
+        if not self._head_deadline:
             self._arm_head_deadline()
 
     def on_headers_complete(self) -> None:
         self._disarm_head_deadline()
         super().on_headers_complete()
+        cycle = self.cycle  # this request's, unless it was an upgrade (no cycle made)
+        quiet = self.quiet_paths
+        if cycle is not None and cycle.scope is self.scope and self.scope["path"] in quiet:
+            cycle.access_log = False  # set before its task first runs, so before it logs
 
+    # The deadline is this protocol itself (`when`, `expire`), watched by the shared
+    # watchdog of runtime/deadlines.py rather than a loop timer armed and cancelled for
+    # every request: a few µs less per request, on the hot path of both servers.
     def _arm_head_deadline(self) -> None:
-        self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_too_late)
+        self.when = self.loop.time() + self.header_timeout_s
+        self._head_deadline = True
+        watch(self.loop, self)
 
     def _disarm_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        if self._head_deadline:
+            unwatch(self.loop, self)
+            self._head_deadline = False
 
-    def _head_too_late(self) -> None:
-        self._head_deadline = None
+    def expire(self) -> None:
+        """The head is late (the watchdog calls this): close the connection."""
+        self._head_deadline = False
         if not self.transport.is_closing():
             log.debug(
                 "closing a connection whose request head took over %ss", self.header_timeout_s
@@ -75,12 +95,15 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def header_timeout_protocol(header_timeout_s: float) -> type[HeaderTimeoutProtocol]:
-    """The protocol class to pass as uvicorn's `http=`, with this header timeout."""
+def header_timeout_protocol(
+    header_timeout_s: float, quiet_paths: Iterable[str] = ()
+) -> type[HeaderTimeoutProtocol]:
+    """The protocol class to pass as uvicorn's `http=`, with this header timeout, and no
+    access-log line for requests to `quiet_paths`."""
     if header_timeout_s <= 0:
         raise ValueError(f"the header timeout must be positive, got {header_timeout_s}")
     return type(
         "HeaderTimeoutProtocol",
         (HeaderTimeoutProtocol,),
-        {"header_timeout_s": float(header_timeout_s)},
+        {"header_timeout_s": float(header_timeout_s), "quiet_paths": frozenset(quiet_paths)},
     )

@@ -207,3 +207,18 @@ def test_the_stored_targets_migration_applies_on_postgresql() -> None:
                 "WHERE table_name = 'endpoints' AND is_nullable = 'YES'"
             ).fetchall()
     assert "targets" in {column for (column,) in rows}
+
+
+def test_at_the_default_log_level_completions_leave_no_access_line_other_requests_do(
+    deployed: Deployment,
+) -> None:
+    deployed.create_ready("quiet-log")
+    assert deployed.poll("quiet-log", 200).status_code == 200
+    for _ in range(3):
+        assert deployed.complete("quiet-log").status_code == 200
+    deployed.inference.get("/v1/llm/model-endpoints", headers={"x-api-key": ALICE})
+
+    log = deployed.gateway.log()
+
+    assert SYNC not in log  # no line per completion (the hot path), whatever its status
+    assert '"GET /v1/llm/model-endpoints HTTP/1.1" 404' in log  # uvicorn's access line

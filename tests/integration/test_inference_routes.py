@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llm_launch.api.app import create_app
+from llm_launch.api.gateway import front
 from llm_launch.config.api_keys import parse_api_keys
 from llm_launch.settings import Settings
 from tests.builders import endpoint_body
@@ -33,14 +34,20 @@ def backend() -> FakeBackend:
     return FakeBackend()
 
 
-@pytest.fixture
-def client(tmp_path: Path, backend: FakeBackend) -> Iterator[TestClient]:
+@pytest.fixture(params=["app", "front"])
+def client(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: FakeBackend
+) -> Iterator[TestClient]:
+    """Both ways in: the FastAPI app itself, and `serve`'s `InferenceFront` around it."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
         api_keys=parse_api_keys(f"alice:{ALICE}\nbob:{BOB}", source="test"),
         inference_timeout_s=0.5,
     )
-    with TestClient(create_app(settings, lambda _: backend), headers={"x-api-key": ALICE}) as test:
+    app = create_app(settings, lambda _: backend)
+    if request.param == "front":
+        app = front(app, settings.api_keys, settings.max_request_bytes, settings.header_timeout_s)  # type: ignore[assignment]
+    with TestClient(app, headers={"x-api-key": ALICE}) as test:
         test.post("/v1/llm/model-endpoints", json=endpoint_body(name="chat")).raise_for_status()
         yield test
 

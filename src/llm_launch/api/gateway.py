@@ -14,6 +14,13 @@ endpoint from the in-memory routing table (`services/routing_table.py`: no datab
 no thread hop), the least busy ready group and the relay through the pooled client
 (`services/inference.py`, which retries a draining group). Nothing is logged per request.
 
+Two ways in. `InferenceGateway`, a middleware inside the app, serves whoever calls the
+FastAPI app itself (tests over an ASGI transport). What the servers hand uvicorn is
+`InferenceFront` around that app: it takes the completion routes' POSTs before FastAPI's
+own middleware stack (its error, body-limit and telemetry layers: about a tenth of the
+hop's CPU in a profile under load), through a guard of the same settings, and passes
+everything else, lifespan included, to the app, whose middleware serves it as before.
+
 Answers and errors are those of the FastAPI routes they replace: errors go through the
 app's own `LaunchError` handler (`api/errors.py`), so status codes and the JSON shape
 (`detail`, `errors`) are the same. A client that leaves cancels its request upstream
@@ -36,13 +43,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_launch.api.auth import OWNER_STATE_KEY, authenticate
+from llm_launch.api.guard import RequestGuard
+from llm_launch.config.api_keys import ApiKeys
 from llm_launch.domain.errors import FieldError, InvalidRequest, LaunchError, UpstreamFailed
 from llm_launch.runtime import launch_api
 from llm_launch.runtime.client_watch import ClientWatch
 from llm_launch.runtime.forwarder.asgi import read_body
 from llm_launch.services.inference import InferenceRouter, UpstreamReply
 
-__all__ = ["ROUTES", "InferenceGateway", "Route", "serve"]
+__all__ = ["ROUTES", "InferenceFront", "InferenceGateway", "Route", "front", "serve"]
 
 STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
@@ -75,6 +84,34 @@ class InferenceGateway:
                 await serve(route, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class InferenceFront:
+    """What uvicorn serves: the completion routes' POSTs through `guard` straight to the
+    lean path, everything else to `app` (a FastAPI app with `InferenceGateway` and the
+    same guard installed, so both ways answer alike); `front` builds it."""
+
+    def __init__(self, app: ASGIApp, guard: ASGIApp) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in ROUTES:
+            scope["app"] = self.app  # as Starlette sets it: the lean path reads app.state
+            await self.guard(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def front(app: ASGIApp, keys: ApiKeys, max_body_bytes: int, body_pause_s: float) -> InferenceFront:
+    """`app` behind an `InferenceFront` whose guard has these settings: pass the ones the
+    app's own `RequestGuard` was given."""
+    guard = RequestGuard(_serve_route, keys, max_body_bytes, body_pause_s)
+    return InferenceFront(app, guard)
+
+
+async def _serve_route(scope: Scope, receive: Receive, send: Send) -> None:
+    await serve(ROUTES[scope["path"]], scope, receive, send)
 
 
 async def serve(route: Route, scope: Scope, receive: Receive, send: Send) -> None:

@@ -14,8 +14,6 @@ state, where `api.auth.current_owner` finds it.
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +22,7 @@ from llm_launch.api.auth import OWNER_STATE_KEY, authenticate
 from llm_launch.api.errors import error_body, unauthenticated_headers
 from llm_launch.config.api_keys import ApiKeys
 from llm_launch.domain.errors import FieldError, Unauthenticated
+from llm_launch.runtime.deadlines import deadline
 
 __all__ = ["OPEN_PATHS", "RequestGuard", "is_protected"]
 
@@ -81,7 +80,7 @@ class RequestGuard:
             raise _TooLarge
         body = bytearray()
         while True:
-            async with asyncio.timeout(self.body_pause_s):
+            async with deadline(self.body_pause_s):  # cheaper than asyncio.timeout
                 message = await receive()
             if message["type"] == "http.disconnect":
                 return None

@@ -42,7 +42,6 @@ from llm_launch.cli.options import (
 )
 from llm_launch.cli.serve import _log_to_stderr
 from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
-from llm_launch.http_timeouts import header_timeout_protocol
 from llm_launch.settings import DEFAULT_HOST, default_data_dir, is_loopback
 from llm_launch.store.database import default_sqlite_url, migrate
 
@@ -115,13 +114,14 @@ def gateway(
 def _serve_one(settings: Any, host: str, port: int, keep_alive_timeout: int, log_level: str) -> int:
     """Run one gateway server on its own SO_REUSEPORT socket; its exit code."""
     from llm_launch.api.gateway_app import create_gateway_app
+    from llm_launch.api.wiring import uvicorn_config
 
     _log_to_stderr(log_level)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_gateway_app(settings),
         log_level=log_level,
-        http=header_timeout_protocol(settings.header_timeout_s),
-        timeout_keep_alive=keep_alive_timeout,
+        header_timeout_s=settings.header_timeout_s,
+        keep_alive_s=keep_alive_timeout,
     )
     server = uvicorn.Server(config)
     try:

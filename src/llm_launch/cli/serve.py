@@ -34,7 +34,6 @@ from llm_launch.config.quotas import DEFAULT_QUOTA, QuotaBook, QuotaConfigError,
 from llm_launch.domain.checkpoints import parse_checkpoint_roots
 from llm_launch.domain.hardware import HardwareCatalog
 from llm_launch.domain.quotas import Quota
-from llm_launch.http_timeouts import header_timeout_protocol
 from llm_launch.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, default_data_dir, is_loopback
 from llm_launch.store.database import default_sqlite_url
 
@@ -220,6 +219,7 @@ def serve(
 ) -> None:
     """Run the API server (SQLite in the user data directory unless a database URL is given)."""
     from llm_launch.api.app import create_app
+    from llm_launch.api.wiring import uvicorn_config
 
     keys, catalog, quotas, roots = _access_settings(
         api_keys_file,
@@ -307,13 +307,13 @@ def serve(
     )
     errors.print(f"llm-launch serving on http://{host}:{port} ({mode})", highlight=False)
     _log_to_stderr(log_level)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(settings),
         host=host,
         port=port,
         log_level=log_level,
-        http=header_timeout_protocol(settings.header_timeout_s),
-        timeout_keep_alive=settings.keep_alive_timeout_s,
+        header_timeout_s=settings.header_timeout_s,
+        keep_alive_s=settings.keep_alive_timeout_s,
     )
     server = uvicorn.Server(config)
     server.run(sockets=_dual_stack(host, port))

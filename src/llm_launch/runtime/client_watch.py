@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 
+from llm_launch.runtime.deadlines import unwatch, watch
 from llm_launch.runtime.forwarder.asgi import Message, Receive, Send
 
 __all__ = ["WATCH_AFTER_S", "ClientWatch"]
 
-WATCH_AFTER_S = 0.02  # a request running this long starts watching for its client leaving
+# A request running this long (plus up to the watchdog's TICK_S) starts watching for its
+# client leaving.
+WATCH_AFTER_S = 0.02
 
 
 class ClientWatch:
@@ -38,7 +41,11 @@ class ClientWatch:
         self.done = False
         self.disconnected = False
         self._watcher: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._watch)
+        # Through the shared watchdog (runtime/deadlines.py), not a loop timer of its own:
+        # most requests end before it and would pay to arm and cancel a timer for nothing.
+        self._loop = asyncio.get_running_loop()
+        self.when = self._loop.time() + WATCH_AFTER_S
+        watch(self._loop, self)
 
     async def send(self, message: Message) -> None:
         """The request's `send`, through which the watch learns the answer is complete."""
@@ -48,11 +55,12 @@ class ClientWatch:
         await self._send(message)
 
     def close(self) -> None:
-        self._timer.cancel()
+        unwatch(self._loop, self)
         if self._watcher is not None:
             self._watcher.cancel()
 
-    def _watch(self) -> None:
+    def expire(self) -> None:
+        """The request has run WATCH_AFTER_S (the watchdog calls this): start watching."""
         self._watcher = asyncio.ensure_future(self._until_disconnect())
 
     async def _until_disconnect(self) -> None:

@@ -16,6 +16,8 @@ Every request carries the endpoint's forwarder token (`Authorization: Bearer`): 
 forwarders answer nobody else. A caller that stops waiting (the API route, when its client
 leaves) cancels `post` or the reply's iteration; the pooled connection is then closed,
 never returned half-read, which tells the forwarder to cancel the engine's request.
+The waits are bounded with `runtime.deadlines` (asyncio.timeout's semantics, a fraction of
+its CPU: three limits per request).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import httpx
 from llm_launch.domain import routing
 from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import ServiceUnavailable, UpstreamFailed, UpstreamTimeout
+from llm_launch.runtime.deadlines import deadline
 from llm_launch.runtime.forwarder.transport import EnginePool
 from llm_launch.services.routing_table import RoutingTable
 
@@ -151,7 +154,7 @@ class InferenceRouter:
             headers = [*JSON_HEADERS, (b"Authorization", credential)]
         self._in_flight[target] = self._in_flight.get(target, 0) + 1
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with deadline(self.timeout_s):
                 response = await self._pool(target).request("POST", path, headers, body)
         except BaseException as exc:  # cancelled (the client left) included
             self._in_flight[target] -= 1
@@ -169,7 +172,7 @@ class InferenceRouter:
             chunks = response.chunks()
             try:
                 while True:
-                    async with asyncio.timeout(self.timeout_s):
+                    async with deadline(self.timeout_s):
                         chunk = await anext(chunks, None)
                     if chunk is None:
                         return
