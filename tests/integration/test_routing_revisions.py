@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from llm_launch.config.loader import load_hardware_catalog
@@ -193,6 +194,31 @@ async def test_a_reader_behind_the_pruned_removals_reads_everything_and_drops_th
     assert gone(table, "first") and gone(table, "second")
     assert table.lookup(OWNER, "late").id == late.id
     assert table.full_reads == 2  # the first refresh, and this one
+
+
+async def test_a_refresh_that_fails_midway_keeps_the_table_and_the_next_one_catches_up(
+    replicas: Replicas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = replicas.writer()
+    chat = await created(writer, "chat")
+    reader = replicas.reader
+    table = RoutingTable(reader)
+    await table.refresh()
+    await writer.set_status(chat.id, EndpointStatus.UPDATE_FAILED, "engine crashed")
+    read_routes = reader.list_routes
+
+    async def database_gone(*_: Any, **__: Any) -> Any:
+        raise OperationalError("SELECT", {}, ConnectionError("connection refused"))
+
+    monkeypatch.setattr(reader, "list_routes", database_gone)  # after the counter's read
+    with pytest.raises(OperationalError):
+        await table.refresh()
+    assert table.lookup(OWNER, "chat").status is EndpointStatus.UPDATE_PENDING  # as it was
+
+    monkeypatch.setattr(reader, "list_routes", read_routes)
+    await table.refresh()
+    assert table.lookup(OWNER, "chat").status is EndpointStatus.UPDATE_FAILED
+    assert table.full_reads == 1
 
 
 async def test_a_periodic_full_read_happens_even_when_nothing_changed(

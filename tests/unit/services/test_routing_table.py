@@ -28,20 +28,26 @@ def an_endpoint(
 
 
 class SlowStore:
-    """A repository whose `list_routes` answers a snapshot once the test lets it (the
-    tests refresh once: a full read, whatever the change counter says)."""
+    """A repository whose `list_routes` answers a snapshot once the test lets it: every
+    row, whether the table reads all (`since` None) or what changed since a revision."""
 
     def __init__(self, rows: list[Endpoint]) -> None:
         self.rows = rows
+        self.revision = 1  # the change counter
+        self.reads: list[int | None] = []  # each read's `since`
         self.reading = asyncio.Event()
         self.answer = asyncio.Event()
 
     async def routing_revision(self) -> int:
-        return 1
+        return self.revision
+
+    async def removed_since(self, since: int) -> list[str] | None:
+        return []
 
     async def list_routes(
         self, known: Mapping[str, Endpoint], since: int | None = None
     ) -> list[tuple[Endpoint, str | None]]:
+        self.reads.append(since)
         snapshot: list[tuple[Endpoint, str | None]] = [(e, None) for e in self.rows]
         self.reading.set()
         await self.answer.wait()
@@ -85,6 +91,23 @@ async def test_a_delete_made_here_during_a_refresh_is_not_undone_by_its_older_sn
     table.remove(chat.id)
     store.answer.set()
     await refreshing
+    with pytest.raises(NotFound):
+        table.lookup("alice", "chat")
+
+
+async def test_a_delete_made_here_during_a_refresh_of_changes_is_not_undone_by_it() -> None:
+    chat = an_endpoint()
+    store = SlowStore([chat])
+    table = table_over(store)
+    store.answer.set()
+    await table.refresh()  # the first: a full read
+    store.revision, store.reading, store.answer = 2, asyncio.Event(), asyncio.Event()
+    refreshing = asyncio.create_task(table.refresh())
+    await store.reading.wait()  # the changes, with the endpoint in them, are read
+    table.remove(chat.id)
+    store.answer.set()
+    await refreshing
+    assert store.reads == [None, 1]  # the second read only what changed after revision 1
     with pytest.raises(NotFound):
         table.lookup("alice", "chat")
 
