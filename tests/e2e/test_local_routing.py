@@ -1,8 +1,10 @@
 """Sequential completions through the API reach every ready group of a local endpoint
-(simulated engines), counted by each group's forwarder (`llm_launch_requests_total`)."""
+(simulated engines), counted by each group's forwarder (`llm_launch_requests_total`); a
+cache-aware endpoint's conversation stays on the group whose prefix cache holds it."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -25,6 +27,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     data_dir = tmp_path_factory.mktemp("routing")
     env = {"LLM_LAUNCH_API_KEYS": f"alice:{KEY}", "LLM_LAUNCH_SIM_TTFT_MS": "5",
            "LLM_LAUNCH_SIM_TPOT_MS": "1", MARKER: str(data_dir),
+           # A prefill cost switches the simulated prefix cache on (cached_tokens).
+           "LLM_LAUNCH_SIM_PREFILL_US_PER_TOKEN": "1",
            "LLM_LAUNCH_PASS_ENV": MARKER}  # fmt: skip
     server = simulated_local_server(data_dir, env).start()
     try:
@@ -72,4 +76,36 @@ def test_sequential_completions_reach_both_groups_of_a_two_group_endpoint(
     # Fair draws give each group about 20; at least 5 each fails about once in 10^7 runs,
     # and a picker that breaks ties by order gives 40 and 0.
     assert min(served.values()) >= 5, served
+    assert client.delete(f"/v1/llm/model-endpoints/{name}").status_code == 200
+
+
+def test_a_cache_aware_conversation_finds_its_whole_history_cached_at_every_turn(
+    client: httpx.Client,
+) -> None:
+    name = unique_name("sticky")
+    body = endpoint_body(name=name, min_workers=2, max_workers=2, routing_policy="cache_aware")
+    assert client.post("/v1/llm/model-endpoints", json=body).status_code == 200
+    wait_for(
+        client,
+        name,
+        lambda e: (
+            e["status"] == "READY" and e["spec"]["deployment_state"]["available_workers"] == 2
+        ),
+    )
+    messages = [{"role": "system", "content": "You are a patient guide. " * 200}]
+    cached = []
+    for turn in range(6):  # least-in-flight's random draws keep all 5 later turns: 1 in 32
+        messages.append({"role": "user", "content": f"Question {turn}: and then what?"})
+        answer = client.post(
+            "/v2/chat/completions", json={"model": name, "messages": messages, "max_tokens": 4}
+        )
+        assert answer.status_code == 200, answer.text
+        usage = answer.json()["usage"]
+        cached.append((usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"]))
+        messages.append(answer.json()["choices"][0]["message"])
+
+    # Every later turn's prompt begins with the previous turn's whole prompt, which the group
+    # that served it holds: it is found cached only if the turn went back to that group.
+    for (before, _), (_, now_cached) in itertools.pairwise(cached):
+        assert now_cached >= before, cached
     assert client.delete(f"/v1/llm/model-endpoints/{name}").status_code == 200
