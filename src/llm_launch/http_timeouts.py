@@ -12,11 +12,10 @@ it, the request head (request line and headers) must be complete within `seconds
 the connection is closed. What happens after the head (reading the body, the app's own
 time) is not limited here.
 
-Its connections write through `http_writes.CoalescingTransport` (a response's head and
-body in one write). It also takes `quiet_paths`: requests to these paths get no access-log
-line whatever the log level (the inference routes: a line per completion would cost more
-CPU than the rest of the hop's Python, and fill the log at the default level), while the
-control-plane API's requests keep theirs.
+It also takes `quiet_paths`: requests to these paths get no access-log line whatever the
+log level (the inference routes: a line per completion would cost more CPU than the rest
+of the hop's Python, and fill the log at the default level), while the control-plane API's
+requests keep theirs.
 """
 
 from __future__ import annotations
@@ -24,11 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from llm_launch.http_writes import CoalescingTransport
 from llm_launch.runtime.deadlines import unwatch, watch
 
 __all__ = [
@@ -53,9 +50,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     when = 0.0  # loop time by which the head must be complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        # Every write of the connection goes through one CoalescingTransport (http_writes):
-        # a response's head and body leave in one write.
-        super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport, self.loop)))
+        super().connection_made(transport)
         self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -73,10 +68,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._disarm_head_deadline()
         super().on_headers_complete()
         cycle = self.cycle  # this request's, unless it was an upgrade (no cycle made)
-        if cycle is None or cycle.scope is not self.scope:
-            return
-        cast(CoalescingTransport, self.transport).expect_response()
-        if self.scope["path"] in self.quiet_paths:
+        quiet = self.quiet_paths
+        if cycle is not None and cycle.scope is self.scope and self.scope["path"] in quiet:
             cycle.access_log = False  # set before its task first runs, so before it logs
 
     # The deadline is this protocol itself (`when`, `expire`), watched by the shared
