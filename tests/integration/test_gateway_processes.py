@@ -225,12 +225,6 @@ def test_at_the_default_log_level_completions_leave_no_access_line_other_request
     assert '"GET /v1/llm/model-endpoints HTTP/1.1" 404' in log  # uvicorn's access line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a new reconciler's first visit stores the targets the local backend "
-    "reports right after adopting the groups, none (their readiness is not polled yet), so "
-    "the gateways answer 503 until its next visit (bench/gateway_scaling.py, issue 13)",
-)
 def test_a_server_restart_leaves_the_stored_targets_of_the_groups_it_adopts(
     tmp_path: Path,
 ) -> None:

@@ -98,6 +98,12 @@ class LocalBackend:
             runtime = self._new_runtime(endpoint)
             self._runtimes[endpoint.id] = runtime
             self._adopt(runtime)
+            if runtime.groups:
+                # Adopted groups (a restarted server) are asked whether they serve before
+                # this pass reads the endpoint's status and ready targets: unpolled, they
+                # would count as not ready, and the targets stored for the gateways would
+                # be cleared until the next pass while the groups kept serving.
+                await runtime.poll_readiness()
             runtime.task = asyncio.create_task(
                 runtime.run(), name=f"local-endpoint-{endpoint.name}"
             )

@@ -93,7 +93,7 @@ class EndpointRuntime:
         while True:
             try:
                 await asyncio.to_thread(self._supervise)
-                await self._poll_readiness()
+                await self.poll_readiness()
                 await asyncio.to_thread(self._converge)
                 self.error = None
             except Exception as exc:  # e.g. no free ports, or a process that cannot spawn
@@ -167,7 +167,7 @@ class EndpointRuntime:
             self.endpoint.name, group.index, cause.line(count), wait,
         )  # fmt: skip
 
-    async def _poll_readiness(self) -> None:
+    async def poll_readiness(self) -> None:
         groups = [g for g in self.all_groups() if g.processes]
         results = await asyncio.gather(*(self._ready(g) for g in groups))
         now = time.monotonic()
