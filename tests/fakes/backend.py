@@ -34,6 +34,7 @@ class FakeBackend:
         default_factory=lambda: ServingPoint("http://fake-forwarder", "fake-workload", 256)
     )
     groups: list[GroupDetail] = field(default_factory=list)  # what group_details reports
+    targets_known: bool = True  # what knows_targets says
 
     def check(self, spec: EndpointSpec) -> list[FieldError]:
         return list(self.refuse)
@@ -61,6 +62,9 @@ class FakeBackend:
 
     def targets(self, endpoint: Endpoint) -> list[str]:
         return []
+
+    def knows_targets(self, endpoint: Endpoint) -> bool:
+        return self.targets_known
 
     def serving_point(self, endpoint: Endpoint) -> ServingPoint:
         return self.serving

@@ -66,6 +66,25 @@ async def test_targets_are_cleared_when_no_group_is_ready_any_more(
     assert await _gateway_targets(store, endpoint) == []
 
 
+async def test_a_new_reconciler_whose_backend_has_not_looked_yet_keeps_the_stored_targets(
+    store: EndpointRepository,
+) -> None:
+    """A new leader's first pass, before its watches listed: the groups still serve, so the
+    gateways' targets stay; once the backend has looked, its view is stored again."""
+    backend = ReadyGroups(ready=["http://127.0.0.1:20001"])
+    endpoint = await _created(store, backend)
+    await Reconciler(store, backend).reconcile_once()
+
+    newcomer = ReadyGroups(ready=[], targets_known=False)
+    await Reconciler(store, newcomer).reconcile_once()
+    kept = await _gateway_targets(store, endpoint)
+    newcomer.targets_known = True
+    await Reconciler(store, newcomer).reconcile_once()
+
+    assert kept == ["http://127.0.0.1:20001"]
+    assert await _gateway_targets(store, endpoint) == []
+
+
 async def test_unchanged_targets_are_not_written_again(
     store: EndpointRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:

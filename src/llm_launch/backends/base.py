@@ -67,6 +67,13 @@ class Backend(Protocol):
         """Base URLs of the forwarders of the endpoint's ready groups (for routing)."""
         ...
 
+    def knows_targets(self, endpoint: Endpoint) -> bool:
+        """Whether `targets` is this backend's settled view of the endpoint; False while it
+        has not looked yet (its first list of objects still coming after a start). The
+        reconciler then leaves the targets stored for gateways as they were, rather than
+        clear them while the groups keep serving."""
+        ...
+
     def serving_point(self, endpoint: Endpoint) -> ServingPoint:
         """Where the endpoint's traffic goes and how many requests each group's forwarder
         takes at once (its --max-concurrency), as this backend runs it."""

@@ -146,7 +146,10 @@ class Reconciler:
 
     async def _store_targets(self, endpoint: Endpoint) -> None:
         """Store the endpoint's ready targets if they changed since this reconciler last
-        stored them (None, clearing them, when none is ready)."""
+        stored them (None, clearing them, when none is ready); left as they are while the
+        backend has not looked yet (a new leader's first pass, before its watches listed)."""
+        if not self.backend.knows_targets(endpoint):
+            return
         targets = encode_targets(self.backend.targets(endpoint))
         if endpoint.id in self._stored_targets and self._stored_targets[endpoint.id] == targets:
             return

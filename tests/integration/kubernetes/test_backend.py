@@ -134,6 +134,26 @@ class TestObservedStatus:
         assert (ready.available_workers, ready.unavailable_workers) == (1, 0)
         assert backend.targets(endpoint) == [f"http://{LWS}-leader.default.svc"]
 
+    async def test_targets_are_known_only_once_the_watches_have_listed(
+        self, backend: KubernetesBackend, kube_api: FakeKubeApi
+    ) -> None:
+        """Before its first list of pods a new leader cannot tell ready groups from none:
+        the reconciler must not clear the targets gateways route by on that view."""
+        endpoint = multinode()
+        kube_api.fail_next("GET", "pods", 500, "InternalError", "etcd is down", times=1000)
+        await backend.apply(endpoint)
+        waiting = await backend.observe(endpoint)
+        assert "waiting for the first list of Pod" in (waiting.reason or "")
+        assert not backend.knows_targets(endpoint)
+
+        kube_api.clear_failures()
+
+        async def known() -> bool:
+            await backend.observe(endpoint)
+            return backend.knows_targets(endpoint)
+
+        assert await eventually(known, lambda yes: yes)
+
     async def test_a_failing_watch_is_said_in_the_reason_until_it_recovers(
         self, backend: KubernetesBackend, kube_api: FakeKubeApi
     ) -> None:

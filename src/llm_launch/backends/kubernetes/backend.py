@@ -247,6 +247,14 @@ class KubernetesBackend:
     def check(self, spec: EndpointSpec) -> list[FieldError]:
         return check_supported(spec, self.config)
 
+    def knows_targets(self, endpoint: Endpoint) -> bool:
+        """Once the watches of the endpoint's workload kind and of pods have listed."""
+        kind = self._workload(endpoint).kind
+        return all(
+            kind_ in self._informers and self._informers[kind_].synced.is_set()
+            for kind_ in (kind, "Pod")
+        )
+
     def targets(self, endpoint: Endpoint) -> list[str]:
         """The endpoint's Service, once at least one group is ready (the Service itself
         balances over the ready leaders)."""

@@ -145,6 +145,9 @@ class LocalBackend:
         runtime = self._runtimes.get(endpoint.id)
         return runtime.ready_urls() if runtime else []
 
+    def knows_targets(self, endpoint: Endpoint) -> bool:
+        return True  # adopted groups are polled in `apply`, before anyone asks
+
     def serving_point(self, endpoint: Endpoint) -> ServingPoint:
         """The forwarders of the endpoint's running groups (ready or not), by group; no
         workload has a name here, the groups being plain processes."""
