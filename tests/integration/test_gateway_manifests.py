@@ -9,7 +9,6 @@ tests/unit/kubernetes/test_render_network_policy.py.)"""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,13 @@ import typer.main
 from typer.core import TyperGroup
 
 from llm_launch.cli import app
-from tests.integration.test_manifests_validate import BASE, documents, kustomize, needs_kubectl
+from tests.integration.test_manifests_validate import (
+    BASE,
+    documents,
+    kustomize,
+    needs_kubectl,
+    secrets_overlay,
+)
 
 API_LABELS = {"app.kubernetes.io/name": "llm-launch", "app.kubernetes.io/component": "api-server"}
 
@@ -189,22 +194,8 @@ class TestWhatSelectsThem:
 
 @needs_kubectl
 def test_an_overlay_replacing_the_secrets_reaches_the_gateway(tmp_path: Path) -> None:
-    (tmp_path / "api-keys").write_text("alice:0123456789abcdef0123\n")
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(BASE, tmp_path)],
-        "secretGenerator": [
-            {"name": "llm-launch-api-keys", "behavior": "replace", "files": ["api-keys"]},
-            {
-                "name": "llm-launch-database",
-                "behavior": "replace",
-                "literals": ["url=postgresql://u:p@db:5432/launch"],
-            },
-        ],
-    }
-    (tmp_path / "kustomization.yaml").write_text(json.dumps(kustomization))
-    objects = {f"{o['kind']}/{o['metadata']['name']}": o for o in kustomize(tmp_path)}
+    overlay = secrets_overlay(tmp_path)
+    objects = {f"{o['kind']}/{o['metadata']['name']}": o for o in kustomize(overlay)}
     replaced = {
         name.removeprefix("Secret/")
         for name, obj in objects.items()

@@ -62,6 +62,29 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
     return documents(result.stdout)
 
 
+def secrets_overlay(tmp_path: Path, namespace: str | None = None) -> Path:
+    """An overlay of the base in `tmp_path` that replaces the two placeholder Secrets, as
+    docs/kubernetes.md says to (and moves everything to `namespace`, if given)."""
+    (tmp_path / "api-keys").write_text("alice:0123456789abcdef0123\n")
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(BASE, tmp_path)],
+        "secretGenerator": [
+            {"name": "llm-launch-api-keys", "behavior": "replace", "files": ["api-keys"]},
+            {
+                "name": "llm-launch-database",
+                "behavior": "replace",
+                "literals": ["url=postgresql://u:p@db:5432/launch"],
+            },
+        ],
+    }
+    if namespace is not None:
+        kustomization["namespace"] = namespace
+    (tmp_path / "kustomization.yaml").write_text(json.dumps(kustomization))
+    return tmp_path
+
+
 def assert_valid(obj: dict[str, Any]) -> None:
     errors = []
     for version in K8S_VERSIONS:
@@ -204,23 +227,7 @@ class TestTheKustomizeBuild:
     def test_an_overlay_replaces_the_placeholders_and_moves_everything(
         self, tmp_path: Path
     ) -> None:
-        (tmp_path / "api-keys").write_text("alice:0123456789abcdef0123\n")
-        kustomization = {
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "namespace": "inference",
-            "resources": [os.path.relpath(BASE, tmp_path)],
-            "secretGenerator": [
-                {"name": "llm-launch-api-keys", "behavior": "replace", "files": ["api-keys"]},
-                {
-                    "name": "llm-launch-database",
-                    "behavior": "replace",
-                    "literals": ["url=postgresql://u:p@db:5432/launch"],
-                },
-            ],
-        }
-        (tmp_path / "kustomization.yaml").write_text(json.dumps(kustomization))
-        objects = kustomize(tmp_path)
+        objects = kustomize(secrets_overlay(tmp_path, namespace="inference"))
         for obj in objects:
             assert_valid(obj)
         secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
