@@ -22,8 +22,9 @@ loop, p99.9, latency from each request's due time) while `serve`'s reconciler go
 many endpoints. Two real `llm-launch serve` (local backend, simulated engine with zero
 TTFT/TPOT), each running one 2-group endpoint that takes the measured traffic, each with a
 `llm-launch gateway --processes 2` on its database; into one of them the bench then stores
-N more endpoints of 100 other owners (default 10,000) through `EndpointRepository`. Those
-are scaled to zero (min_workers=0): the local backend runs min_workers groups and does not
+N more endpoints of 100 other owners (default 10,000) through `EndpointRepository`, with
+that serve stopped and started again after (it adopts its running groups). Those are
+scaled to zero (min_workers=0): the local backend runs min_workers groups and does not
 autoscale, so none starts an engine, while every reconciler pass still applies and
 observes each of them (`services/reconciler.py`; `--local-max-processes 4` guards that
 nothing else starts). Both setups run throughout, so the machine's load is the same for

@@ -6,7 +6,7 @@ starts a process, yet every reconciler pass applies and observes each one); `vis
 counts those a pass has reached (no longer UPDATE_PENDING); `Probes` times how soon the
 reconciler comes back to an endpoint it has visited, which bounds its pass period from
 outside (the reconciler reports no pass time, in its log or otherwise); `stored_targets`
-and `store_targets` read and write an endpoint's stored targets.
+reads an endpoint's id and stored targets.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from llm_launch.domain.spec_builder import build_spec
 from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
 
-__all__ = ["Probes", "store_others", "store_targets", "stored_targets", "visited"]
+__all__ = ["Probes", "store_others", "stored_targets", "visited"]
 
 OTHER_OWNERS = 100
 # Rows of the others that a pass has reached (their owners are `other0`..`other99`).
@@ -56,14 +56,6 @@ def stored_targets(database: Path, owner: str, name: str) -> tuple[str, str | No
         query = "SELECT id, targets FROM endpoints WHERE owner = ? AND name = ?"
         endpoint_id, targets = db.execute(query, (owner, name)).fetchone()
     return str(endpoint_id), targets
-
-
-async def store_targets(database: Path, endpoint_id: str, targets: str | None) -> None:
-    """Store them as the reconciler does (`set_targets`, which moves the change counter
-    that the gateways' refresh follows)."""
-    engine = open_database(f"sqlite:///{database}")
-    await EndpointRepository(engine).set_targets(endpoint_id, targets)
-    await engine.dispose()
 
 
 class Probes:

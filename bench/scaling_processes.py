@@ -37,7 +37,7 @@ from bench.gateway import (
     router_python,
     two_groups,
 )
-from bench.reconciler_probes import store_others, store_targets, stored_targets
+from bench.reconciler_probes import store_others
 from tests.builders import endpoint_body
 from tests.support.server import RunningServer, free_port, simulated_local_server
 
@@ -218,7 +218,6 @@ def fill(busy: Setup, others: int) -> None:
     """Store `others` endpoints beside `busy`'s, with its serve stopped (its groups keep
     running; it adopts them on restart): while it reconciles thousands of endpoints its
     writes hold SQLite's lock so long that the fill's own writes time out."""
-    endpoint_id, targets = stored_targets(busy.database, OWNER, NAME)
     busy.server.stop()
     started = time.monotonic()
     asyncio.run(store_others(busy.database, others))
@@ -231,14 +230,8 @@ def fill(busy: Setup, others: int) -> None:
     busy.others = others
     print(f"part 2, p99: stored {others} others in {stored - started:.0f}s; serve restarted and "
           f"routing after {time.monotonic() - stored:.0f}s", flush=True)  # fmt: skip
-    if not routing(busy.gateway_url, timeout_s=20):
-        # The defect tests/integration/test_gateway_processes.py's restart test shows: the
-        # new reconciler's first visit cleared the targets; its next is a whole pass away.
-        asyncio.run(store_targets(busy.database, endpoint_id, targets))
-        print(f"  the reconciler cleared the endpoint's stored targets on restart (a defect); "
-              f"the bench stored them again: {targets}", flush=True)  # fmt: skip
-        if not routing(busy.gateway_url, timeout_s=30):
-            raise RuntimeError("the gateway does not route the endpoint after its restart")
+    if not routing(busy.gateway_url, timeout_s=30):  # the reconciler keeps its targets
+        raise RuntimeError("the gateway does not route the endpoint after serve's restart")
 
 
 def routing(url: str, timeout_s: float) -> bool:
