@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -300,7 +301,7 @@ def report_p99(windows: dict[tuple[str, int], list[Window]], args: argparse.Name
     cuts: dict[tuple[str, int], tuple[float, float, float]] = {}
     for (kind, others), rounds in windows.items():
         samples = sorted(s for w in rounds for s in w.paced.latencies_ms)
-        errors = sum(w.paced.errors for w in rounds)
+        errors = sum(sum(w.paced.errors.values()) for w in rounds)
         if len(samples) < 2 or any(len(w.paced.latencies_ms) < 2 for w in rounds):
             print(
                 f"  {f'{kind}, {others} others':26}{len(samples):>12}{errors:>12}  too few answers"
@@ -318,9 +319,13 @@ def report_p99(windows: dict[tuple[str, int], list[Window]], args: argparse.Name
         cores = [statistics.mean(w.cores[k] for w in rounds) for k in ("serve", "gateway")]
         print(f"  {f'{kind}, {others} others':26}" + "".join(f"{v:>12}" for v in values)
               + f"{ratios:>24}{cores[0]:>12.2f}{cores[1]:>9.2f}")  # fmt: skip
-    behind = max(w.paced.behind_ms for rounds in windows.values() for w in rounds)
+    every_window = [w for rounds in windows.values() for w in rounds]
+    behind = max(w.paced.behind_ms for w in every_window)
+    kinds = sum((w.paced.errors for w in every_window), Counter[str]())
     print(f"  (vs 0 others: p50 / p99 / p99.9 over the same column with 0 others; cores: that "
-          f"setup's; the client fell behind its schedule by {behind:.1f} ms at most)")  # fmt: skip
+          f"setup's; the client fell behind its schedule by {behind:.1f} ms at most; errors "
+          f"{dict(kinds) or 'none'}; sent again on a new connection, a kept-alive one "
+          f"found closed: {sum(w.paced.retried for w in every_window)})")  # fmt: skip
     busy = [w for (_, others), rounds in windows.items() if others for w in rounds]
     delays = sorted(d for w in busy for d in w.delays)
     reached = max(w.visited for w in busy)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -30,31 +31,38 @@ class Paced:
     """What one paced run measured."""
 
     latencies_ms: list[float] = field(default_factory=list)  # answered 200, from due time
-    errors: int = 0  # another status, a broken connection or a timeout
+    errors: Counter[str] = field(default_factory=Counter)  # why, for each request not 200
+    retried: int = 0  # sent again: a kept-alive connection the server had closed meanwhile
     behind_ms: float = 0.0  # how far the client itself fell behind its schedule, at most
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+FAILURES = (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError)  # fmt: skip
 
 
 class _Pool:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[Connection] = []
         self.open = 0
         self.freed = asyncio.Condition()
 
-    async def take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def take(self, fresh: bool) -> tuple[Connection, bool]:
+        """A connection, and whether it served a request before (kept alive)."""
         async with self.freed:
-            while not self.idle and self.open >= MAX_CONNECTIONS:
+            while (fresh or not self.idle) and self.open >= MAX_CONNECTIONS:
                 await self.freed.wait()
-            if self.idle:
-                return self.idle.pop()
+            if self.idle and not fresh:
+                return self.idle.pop(), True
             self.open += 1
         try:
-            return await asyncio.open_connection(self.host, self.port)
+            return await asyncio.open_connection(self.host, self.port), False
         except OSError:
             await self.drop(None)
             raise
 
-    async def give(self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+    async def give(self, connection: Connection) -> None:
         async with self.freed:
             self.idle.append(connection)
             self.freed.notify()
@@ -67,39 +75,60 @@ class _Pool:
             self.freed.notify()
 
 
+class _Unanswered(Exception):
+    """The connection failed before any byte of an answer: the server closed it idle."""
+
+
+async def _exchange(connection: Connection, request: bytes) -> int:
+    """Send `request`, read the whole answer; its status."""
+    reader, writer = connection
+    try:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+            raise
+        raise _Unanswered(repr(exc)) from exc
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+         if line.lower().startswith(b"content-length:")),
+        None,
+    )  # fmt: skip
+    if length is None:  # the routes measured answer with a length, never chunked
+        raise ValueError(f"no content-length in {head[:200]!r}")
+    await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
 async def _one(pool: _Pool, request: bytes, due: float, timeout_s: float, result: Paced) -> None:
+    """One request, sent again once on a new connection if a kept-alive one turns out to
+    have been closed by the server (as any HTTP client does); its latency from `due`."""
     writer = None
     try:
         async with asyncio.timeout(timeout_s):
-            reader, writer = await pool.take()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = next(
-                (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                 if line.lower().startswith(b"content-length:")),
-                None,
-            )  # fmt: skip
-            if length is None:  # the routes measured answer with a length, never chunked
-                raise ValueError(f"no content-length in {head[:200]!r}")
-            await reader.readexactly(length)
-    except (
-        OSError,
-        TimeoutError,
-        ValueError,
-        asyncio.IncompleteReadError,
-        asyncio.LimitOverrunError,
-    ):
-        result.errors += 1
+            for fresh in (False, True):
+                connection, reused = await pool.take(fresh)
+                writer = connection[1]
+                try:
+                    status = await _exchange(connection, request)
+                    break
+                except _Unanswered:
+                    if not reused:
+                        raise
+                    await pool.drop(writer)
+                    writer = None
+                    result.retried += 1
+    except (*FAILURES, _Unanswered) as exc:
+        result.errors[type(exc).__name__] += 1
         if writer is not None:
             await pool.drop(writer)
         return
     latency = (time.perf_counter() - due) * 1000
-    await pool.give((reader, writer))
+    await pool.give(connection)
     if status == 200:
         result.latencies_ms.append(latency)
     else:
-        result.errors += 1
+        result.errors[f"HTTP {status}"] += 1
 
 
 async def _run(
