@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,12 @@ import pytest
 
 from llm_launch.backends.local.backend import observe_runtime
 from llm_launch.backends.local.capacity import Capacity
-from llm_launch.backends.local.controller import MAX_BACKOFF_S, EndpointRuntime, backoff_s
+from llm_launch.backends.local.controller import (
+    MAX_BACKOFF_S,
+    TICK_S,
+    EndpointRuntime,
+    backoff_s,
+)
 from llm_launch.backends.local.group import GroupPorts, ProcessGroup, replace_flag
 from llm_launch.backends.local.ports import PortAllocator, PortsExhausted, port_is_free
 from llm_launch.config.loader import load_hardware_catalog
@@ -119,3 +125,32 @@ def test_a_supervision_error_is_update_failed_with_its_cause() -> None:
     seen = observe_runtime(broken, "real")
     assert seen.status is EndpointStatus.UPDATE_FAILED
     assert "no 3 free ports" in (seen.reason or "")
+
+
+def test_an_endpoint_scaled_to_zero_costs_no_tick_until_its_spec_changes() -> None:
+    """Thousands of stored endpoints with min_workers 0 must not each wake the server's
+    event loop four times a second (bench/gateway_scaling.py's p99 part found serve's
+    inference unusable at 10,000 of them)."""
+
+    async def main() -> tuple[int, int]:
+        idle = runtime(an_endpoint(min_workers=0))
+        steps: list[str] = []
+        idle._supervise = lambda: steps.append("supervise")  # type: ignore[method-assign]
+        idle._converge = lambda: steps.append("converge")  # type: ignore[method-assign]
+
+        async def no_poll() -> None:
+            steps.append("poll")
+
+        idle.poll_readiness = no_poll  # type: ignore[method-assign]
+        idle.task = asyncio.create_task(idle.run())
+        await asyncio.sleep(4 * TICK_S)
+        while_idle = len(steps)
+        idle.endpoint = an_endpoint(generation=2, min_workers=1)  # what LocalBackend.apply does
+        idle.wake.set()
+        await asyncio.sleep(2 * TICK_S)
+        idle.task.cancel()
+        return while_idle, steps.count("supervise")
+
+    while_idle, after_waking = asyncio.run(main())
+    assert while_idle == 0
+    assert after_waking >= 1

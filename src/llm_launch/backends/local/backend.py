@@ -109,6 +109,7 @@ class LocalBackend:
             )
         elif runtime.endpoint.generation != endpoint.generation:
             runtime.endpoint = endpoint
+            runtime.wake.set()  # an idle runtime looks again
 
     async def observe(self, endpoint: Endpoint) -> Observation:
         runtime = self._runtimes.get(endpoint.id)

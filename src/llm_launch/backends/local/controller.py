@@ -76,6 +76,8 @@ class EndpointRuntime:
     waiting: str | None = None  # "waiting for capacity: ..." while a wanted group cannot start
     retiring: list[ProcessGroup] = field(default_factory=list)  # draining, then stopped
     retirements: list[threading.Thread] = field(default_factory=list)
+    # Set by the backend when the spec changes: an idle runtime (see `idle`) waits on it.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- what the backend asks -------------------------------------------------------
     def all_groups(self) -> list[ProcessGroup]:
@@ -89,8 +91,24 @@ class EndpointRuntime:
         return [*self.all_groups(), *self.retiring]
 
     # -- the loop --------------------------------------------------------------------
+    def idle(self) -> bool:
+        """Nothing runs and nothing is wanted (an endpoint scaled to zero): nothing to
+        supervise, poll or converge until the spec changes."""
+        return (
+            self.endpoint.spec.min_workers == 0
+            and not self.groups
+            and self.surge is None
+            and not self.retiring
+        )
+
     async def run(self) -> None:
         while True:
+            if self.idle():
+                # No tick while idle: thousands of endpoints scaled to zero would otherwise
+                # cost the server's event loop two thread hops each, four times a second.
+                self.wake.clear()
+                await self.wake.wait()
+                continue
             try:
                 await asyncio.to_thread(self._supervise)
                 await self.poll_readiness()
