@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from llm_launch.backends.base import Observation
 from llm_launch.config.loader import load_hardware_catalog
 from llm_launch.domain.endpoint import Endpoint
+from llm_launch.domain.spec_builder import build_spec
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.services.endpoints import EndpointService
-from llm_launch.services.reconciler import Reconciler
+from llm_launch.services.reconciler import CONCURRENCY, YIELD_EVERY, Reconciler
 from llm_launch.store.repository import EndpointRepository
 from tests.builders import endpoint_body
 from tests.fakes.backend import FakeBackend
+
+COUNT = 600  # endpoints in the pass below: more than the workers handle between yields
 
 
 @dataclass
@@ -90,3 +94,47 @@ async def test_an_interrupted_delete_is_finished_on_the_first_pass_after_a_resta
     await Reconciler(store, backend).reconcile_once()  # the next server's first pass
     assert backend.torn_down == [endpoint.id]
     assert await store.list_owned("alice", include_deleting=True) == []
+
+
+@dataclass
+class Journal(FakeBackend):
+    """Notes each observe in a journal that a ticking task also writes to."""
+
+    journal: list[str] = field(default_factory=list)
+
+    async def observe(self, endpoint: Endpoint) -> Observation:
+        self.journal.append("endpoint")
+        return await super().observe(endpoint)
+
+
+async def test_a_pass_over_endpoints_that_need_nothing_lets_the_event_loop_serve_others(
+    store: EndpointRepository,
+) -> None:
+    """Inference requests share serve's event loop with the reconciler: a pass that never
+    suspends (nothing to write for any endpoint) must still let them in, every few
+    endpoints per worker, not only once the whole pass is done."""
+    for i in range(COUNT):
+        await store.create(f"owner{i % 10}", build_spec(endpoint_body(), load_hardware_catalog()))
+    backend = Journal()
+    reconciler = Reconciler(store, backend)
+    await reconciler.reconcile_once()  # the first pass writes every status
+    backend.journal.clear()
+
+    async def tick() -> None:
+        while True:
+            backend.journal.append("tick")
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    await reconciler.reconcile_once()  # nothing changed: no endpoint writes anything
+    ticker.cancel()
+
+    longest = max(
+        len(run)
+        for run in "".join("e" if entry == "endpoint" else "|" for entry in backend.journal).split(
+            "|"
+        )
+    )
+    assert backend.journal.count("endpoint") == COUNT
+    assert longest <= CONCURRENCY * YIELD_EVERY < COUNT
