@@ -40,9 +40,6 @@ class EndpointOrder(StrEnum):
     ALPHABETICAL = "alphabetical"
 
 
-READ_PARTITION = 1000  # rows per fetch of a read over every endpoint (see _states_and_changed)
-
-
 def _order_by(order: EndpointOrder, dialect: str) -> tuple[Any, ...]:
     """The ORDER BY of `order`. Names sort by code point on every database: PostgreSQL's
     default collation may follow the locale, which skips hyphens ("a-c" before "ab").
@@ -211,10 +208,7 @@ class EndpointRepository:
         """The narrow `columns` (id and generation first) of every row, and in one snapshot
         the full endpoints of those new or whose generation differs from `known`'s."""
         async with self._sessions() as session:
-            # In partitions, each fetched with an await: a read of 10,000 rows in one go
-            # held the event loop (and the inference routes on it) for its whole length.
-            result = await session.stream(columns)
-            states = [row async for part in result.partitions(READ_PARTITION) for row in part]
+            states = (await session.execute(columns)).all()
             stale = [
                 s.id for s in states if s.id not in known or known[s.id].generation != s.generation
             ]
