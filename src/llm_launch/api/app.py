@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -12,7 +11,7 @@ from fastapi import FastAPI
 from llm_launch import __version__
 from llm_launch.api.openapi import install_security
 from llm_launch.api.routers import endpoints, health, inference, models
-from llm_launch.api.wiring import install_guarded_inference
+from llm_launch.api.wiring import cancel_and_wait, install_guarded_inference
 from llm_launch.backends.base import Backend
 from llm_launch.services.deletes import Teardowns
 from llm_launch.services.endpoints import EndpointService
@@ -141,13 +140,8 @@ def create_app(
         try:
             yield
         finally:
-            refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refreshing
-            if reconciling is not None:
-                reconciling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reconciling
+            await cancel_and_wait(refreshing)
+            await cancel_and_wait(reconciling)
             await teardowns.close()  # unfinished ones are finished by the next server
             if backend is not None:
                 await backend.close()

@@ -23,7 +23,6 @@ as restarting would not help.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +34,7 @@ from fastapi.responses import JSONResponse
 
 from llm_launch import __version__
 from llm_launch.api.errors import error_body
-from llm_launch.api.wiring import install_guarded_inference
+from llm_launch.api.wiring import cancel_and_wait, install_guarded_inference
 from llm_launch.config.api_keys import ApiKeys
 from llm_launch.services.inference import InferenceRouter
 from llm_launch.services.routing_table import RoutingTable
@@ -93,9 +92,7 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
-            refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refreshing
+            await cancel_and_wait(refreshing)
             await app.state.inference.close()
             await engine.dispose()
 

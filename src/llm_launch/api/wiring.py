@@ -16,6 +16,8 @@ completion and no X-Forwarded-* rewriting (nothing here reads the client's addre
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import uvicorn
@@ -27,7 +29,7 @@ from llm_launch.api.guard import RequestGuard
 from llm_launch.config.api_keys import ApiKeys
 from llm_launch.http_timeouts import header_timeout_protocol
 
-__all__ = ["install_guarded_inference", "uvicorn_config"]
+__all__ = ["cancel_and_wait", "install_guarded_inference", "uvicorn_config"]
 
 
 def install_guarded_inference(
@@ -61,3 +63,13 @@ def uvicorn_config(
         timeout_keep_alive=keep_alive_s,
         **where,
     )
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Stop a background task of an app's lifespan (the table's refresh, the reconciler)
+    and wait until it has."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
