@@ -15,8 +15,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import openai
 import psycopg
 import pytest
 
@@ -24,7 +26,7 @@ from llm_launch.store.database import migrate
 from tests.builders import endpoint_body
 from tests.support.databases import fresh_postgres_database
 from tests.support.local_groups import cmdline, forwarder_url, processes_with_env, wait_for
-from tests.support.server import RunningServer, free_port, simulated_local_server
+from tests.support.server import RunningServer, free_port, simulated_local_server, wait_healthy
 
 ALICE = "gateway-alice-key-0123456789abcdef"
 BOB = "gateway-bob-key-0123456789abcdef"
@@ -51,16 +53,8 @@ class RunningGateway:
             self._process = subprocess.Popen(
                 self._args, env=self._env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"gateway exited {self._process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gateway did not become healthy in {timeout}s:\n{self.log()}")
+        wait_healthy("gateway", self._process, self.url, self.log, timeout)
+        return self
 
     def stop(self) -> int | None:
         if self._process is None:
@@ -263,3 +257,26 @@ def test_a_server_restart_leaves_the_stored_targets_of_the_groups_it_adopts(
         deployment.server.stop()
         for pid in processes_with_env(MARKER, str(tmp_path)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_openai_client_chats_and_streams_through_the_gateway(deployed: Deployment) -> None:
+    deployed.create_ready("openai-through-gateway")
+    assert deployed.poll("openai-through-gateway", 200).status_code == 200
+    client = openai.OpenAI(base_url=f"{deployed.gateway.url}/v2", api_key=ALICE, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Say hello"}]
+
+    answer = client.chat.completions.create(
+        model="openai-through-gateway", messages=messages, max_tokens=5
+    )
+    chunks = client.chat.completions.create(
+        model="openai-through-gateway", messages=messages, max_tokens=5, stream=True
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    assert answer.model == "openai-through-gateway"
+    assert answer.choices[0].message.content
+    assert streamed
+    with pytest.raises(openai.NotFoundError):  # another owner's endpoint, as on serve
+        openai.OpenAI(
+            base_url=f"{deployed.gateway.url}/v2", api_key=BOB, max_retries=0
+        ).chat.completions.create(model="openai-through-gateway", messages=messages)
