@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -61,21 +61,6 @@ class GatewaySettings:
     refresh_s: float | None = None  # the routing table's; None: its default
 
 
-@dataclass
-class Freshness:
-    """How long the routing table has gone without completing a refresh, as `/readyz` sees
-    it: the table counts its completed refreshes, and the age is the time since that count
-    was first seen at its current value (so it errs young by at most one probe period)."""
-
-    refreshes: int = -1
-    since: float = field(default_factory=time.monotonic)
-
-    def age(self, refreshes: int, now: float) -> float:
-        if refreshes != self.refreshes:
-            self.refreshes, self.since = refreshes, now
-        return now - self.since
-
-
 def create_gateway_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +70,6 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
         refreshing = asyncio.create_task(table.run_forever(), name="routing-table")
         app.state.routing_table = table
         app.state.refreshing = refreshing
-        app.state.freshness = Freshness()
         app.state.repository = table.repository
         # The table is its own target source: the targets the reconciler stored.
         app.state.inference = InferenceRouter(table, table, timeout_s=settings.inference_timeout_s)
@@ -134,7 +118,7 @@ def _stale_table(state: Any) -> str | None:
     table: RoutingTable = state.routing_table
     if state.refreshing.done():
         return "the routing table's refresh has stopped"
-    age = state.freshness.age(table.refreshes, time.monotonic())
+    age = time.monotonic() - table.refreshed_at
     if age > STALE_AFTER_REFRESHES * table.refresh_s:
         return f"the routing table has not refreshed for {age:.1f} s"
     return None

@@ -47,6 +47,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Sequence
 
 from llm_launch.domain.endpoint import Endpoint
@@ -111,6 +112,7 @@ class RoutingTable:
         self._known: dict[str, Endpoint] = {}  # the database's rows as refreshes read them
         self._touched: set[str] = set()  # ids written here since the running refresh began
         self.refreshes = 0  # completed refreshes (tests wait on it)
+        self.refreshed_at = time.monotonic()  # when the last refresh completed
         self.full_reads = 0  # of which read every row
 
     def __len__(self) -> int:
@@ -182,6 +184,7 @@ class RoutingTable:
         self._revision = revision
         self._since_full += 1
         self.refreshes += 1
+        self.refreshed_at = time.monotonic()
 
     async def _caught_up(self, revision: int) -> bool:
         """Apply the changes made after the last counter read up to `revision` (none to
