@@ -4,6 +4,7 @@ that reads them (`RoutingTable(stored_targets=True)`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -13,6 +14,7 @@ from llm_launch.domain.endpoint import Endpoint
 from llm_launch.services.endpoints import EndpointService
 from llm_launch.services.reconciler import Reconciler
 from llm_launch.services.routing_table import RoutingTable
+from llm_launch.store.observations import Observed, Recorded
 from llm_launch.store.repository import EndpointRepository
 from tests.builders import endpoint_body
 from tests.fakes.backend import FakeBackend
@@ -91,13 +93,13 @@ async def test_unchanged_targets_are_not_written_again(
     backend = ReadyGroups(ready=["http://127.0.0.1:20001"])
     endpoint = await _created(store, backend)
     writes: list[str | None] = []
-    store_targets = store.set_targets
+    record = store.record
 
-    async def counted(endpoint_id: str, targets: str | None) -> bool:
-        writes.append(targets)
-        return await store_targets(endpoint_id, targets)
+    async def counted(batch: Sequence[Observed]) -> list[Recorded]:
+        writes.extend(observed.targets for observed in batch if observed.write_targets)
+        return await record(batch)
 
-    monkeypatch.setattr(store, "set_targets", counted)
+    monkeypatch.setattr(store, "record", counted)
     reconciler = Reconciler(store, backend)
     await reconciler.reconcile_once()
     await reconciler.reconcile_once()

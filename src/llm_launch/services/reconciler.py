@@ -15,6 +15,9 @@ recorded in that endpoint's status while the pass goes on with the rest.
 Each pass also stores every endpoint's ready targets (the backend's forwarder URLs) in
 its row when they changed since this reconciler last wrote them, for `llm-launch gateway`
 processes, which route inference without a backend of their own (`cli/gateway.py`).
+
+What the workers observed is written through one `ObservationWriter`: group commit, many
+endpoints' statuses and targets to a transaction (`services/observation_writer.py`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.runtime.deadlines import deadline
 from llm_launch.services.deletes import Teardowns
+from llm_launch.services.observation_writer import ObservationWriter
 from llm_launch.services.routing_table import RoutingTable, encode_targets
+from llm_launch.store.observations import Observed
 from llm_launch.store.repository import EndpointRepository
 
 log = logging.getLogger("llm_launch.reconciler")
@@ -72,6 +77,8 @@ class Reconciler:
         # The targets this reconciler stored, by endpoint id: written again only on a
         # change. Empty at start, so a new leader writes each endpoint's once.
         self._stored_targets: dict[str, str | None] = {}
+        # Statuses and targets: the pass's workers' writes, a transaction for many.
+        self.writer = ObservationWriter(repository)
 
     async def run_forever(self) -> None:
         try:
@@ -82,6 +89,7 @@ class Reconciler:
                     log.exception("reconcile pass failed")
                 await asyncio.sleep(self.interval_s)
         finally:
+            await self.writer.close()
             if self._owns_teardowns:
                 await self.teardowns.close()
 
@@ -131,37 +139,44 @@ class Reconciler:
         except Exception as exc:
             log.exception("endpoint %s (%s) failed to reconcile", endpoint.name, endpoint.id)
             observation = _failed(endpoint, _unexpected(self.backend.name, exc))
-        await self._store_targets(endpoint)
-        if _changed(endpoint, observation):
-            written = await self.repository.set_status(
+        write_targets, targets = self._targets_to_store(endpoint)
+        status_changed = _changed(endpoint, observation)
+        if not (write_targets or status_changed):
+            return
+        recorded = await self.writer.write(
+            Observed(
                 endpoint.id,
-                observation.status,
-                observation.reason,
-                generation=endpoint.generation,
+                endpoint.generation,
+                write_targets=write_targets,
+                targets=targets,
+                status=observation.status if status_changed else None,
+                reason=observation.reason,
                 available_workers=observation.available_workers,
                 unavailable_workers=observation.unavailable_workers,
             )
-            if written and self.routing_table is not None:
-                self.routing_table.observed(
-                    endpoint.id,
-                    endpoint.generation,
-                    observation.status,
-                    observation.reason,
-                    observation.available_workers,
-                    observation.unavailable_workers,
-                )
-
-    async def _store_targets(self, endpoint: Endpoint) -> None:
-        """Store the endpoint's ready targets if they changed since this reconciler last
-        stored them (None, clearing them, when none is ready); left as they are while the
-        backend has not looked yet (a new leader's first pass, before its watches listed)."""
-        if not self.backend.knows_targets(endpoint):
-            return
-        targets = encode_targets(self.backend.targets(endpoint))
-        if endpoint.id in self._stored_targets and self._stored_targets[endpoint.id] == targets:
-            return
-        if await self.repository.set_targets(endpoint.id, targets):
+        )
+        if recorded.targets:
             self._stored_targets[endpoint.id] = targets
+        if recorded.status and self.routing_table is not None:
+            self.routing_table.observed(
+                endpoint.id,
+                endpoint.generation,
+                observation.status,
+                observation.reason,
+                observation.available_workers,
+                observation.unavailable_workers,
+            )
+
+    def _targets_to_store(self, endpoint: Endpoint) -> tuple[bool, str | None]:
+        """Whether to store the endpoint's ready targets, and them (None when none is
+        ready): only when they changed since this reconciler last stored them, and not
+        while the backend has not looked yet (a new leader's first pass, before its
+        watches listed)."""
+        if not self.backend.knows_targets(endpoint):
+            return False, None
+        targets = encode_targets(self.backend.targets(endpoint))
+        stored = self._stored_targets
+        return not (endpoint.id in stored and stored[endpoint.id] == targets), targets
 
     async def _apply(self, endpoint: Endpoint) -> Observation:
         try:

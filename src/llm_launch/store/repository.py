@@ -26,7 +26,8 @@ from llm_launch.domain.names import dns1123_label_problem
 from llm_launch.domain.quotas import Quota, Usage, quota_problems
 from llm_launch.domain.spec import EndpointSpec
 from llm_launch.domain.status import EndpointStatus
-from llm_launch.store import revisions
+from llm_launch.store import observations, revisions
+from llm_launch.store.observations import Observed, Recorded
 from llm_launch.store.revisions import REMOVALS_KEPT
 from llm_launch.store.rows import same_state, to_endpoint, utc
 from llm_launch.store.tables import EndpointRow, OperationRow
@@ -270,6 +271,13 @@ class EndpointRepository:
             if result.rowcount:  # type: ignore[attr-defined]
                 await revisions.stamp(session, endpoint_id)
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def record(self, batch: Sequence[Observed]) -> list[Recorded]:
+        """A reconciler's observations of many endpoints in one transaction: each item's
+        targets and status written as `set_targets` and `set_status` would, one routing
+        revision for all (store/observations.py)."""
+        async with self._sessions.begin() as session:
+            return await observations.record(session, batch)
 
     async def update_spec(
         self, current: Endpoint, spec: EndpointSpec, quota: Quota | None = None

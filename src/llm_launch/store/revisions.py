@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_launch.store.tables import EndpointRemovalRow, EndpointRow, RoutingRevisionRow
 
-__all__ = ["REMOVALS_KEPT", "current", "removed_since", "stamp", "stamp_removal"]
+__all__ = ["REMOVALS_KEPT", "current", "increment", "removed_since", "stamp", "stamp_removal"]
 
 REMOVALS_KEPT = 10_000  # revisions of removals kept: a reader this far behind reads all
 _COUNTER = RoutingRevisionRow.id == 1  # the one row, inserted by migration 0004
@@ -46,7 +46,7 @@ _COUNTER = RoutingRevisionRow.id == 1  # the one row, inserted by migration 0004
 async def stamp(session: AsyncSession, endpoint_id: str) -> int:
     """Increment the counter and stamp the endpoint row with the new revision. Must be the
     transaction's last write (see the module docstring); returns the revision."""
-    revision = await _increment(session)
+    revision = await increment(session)
     await session.execute(
         update(EndpointRow).where(EndpointRow.id == endpoint_id).values(revision=revision),
         execution_options={"synchronize_session": False},
@@ -57,7 +57,7 @@ async def stamp(session: AsyncSession, endpoint_id: str) -> int:
 async def stamp_removal(session: AsyncSession, endpoint_id: str, kept: int = REMOVALS_KEPT) -> int:
     """Increment the counter, record the endpoint's removal at the new revision and prune
     removals older than `kept` revisions. Must be the transaction's last write."""
-    revision = await _increment(session)
+    revision = await increment(session)
     await session.execute(
         insert(EndpointRemovalRow).values(revision=revision, endpoint_id=endpoint_id)
     )
@@ -96,7 +96,9 @@ async def removed_since(session: AsyncSession, since: int) -> list[str] | None:
     return None if pruned > since else list(removed)
 
 
-async def _increment(session: AsyncSession) -> int:
+async def increment(session: AsyncSession) -> int:
+    """Increment the counter; the caller stamps the rows it wrote with the new revision
+    (`stamp` does it for one). Must come after the transaction's own writes."""
     # The transaction's own writes go first (an ORM insert is pending until a flush), so
     # that the counter's lock is the last one taken.
     await session.flush()
