@@ -13,6 +13,7 @@ from llm_launch.api.openapi import install_security
 from llm_launch.api.routers import endpoints, health, inference, models
 from llm_launch.api.wiring import cancel_and_wait, install_guarded_inference
 from llm_launch.backends.base import Backend
+from llm_launch.runtime.gc_pacing import keep_collections_short
 from llm_launch.services.deletes import Teardowns
 from llm_launch.services.endpoints import EndpointService
 from llm_launch.services.inference import InferenceRouter
@@ -109,6 +110,7 @@ def create_app(
         table = RoutingTable(repository)
         await table.refresh()
         refreshing = asyncio.create_task(table.run_forever(), name="routing-table")
+        pacing_gc = asyncio.create_task(keep_collections_short(), name="gc-pacing")
         app.state.routing_table = table
         app.state.endpoints = EndpointService(
             repository,
@@ -141,6 +143,7 @@ def create_app(
             yield
         finally:
             await cancel_and_wait(refreshing)
+            await cancel_and_wait(pacing_gc)
             await cancel_and_wait(reconciling)
             await teardowns.close()  # unfinished ones are finished by the next server
             if backend is not None:

@@ -32,6 +32,7 @@ from llm_launch.domain.endpoint import Endpoint
 from llm_launch.domain.errors import LaunchError
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.runtime.deadlines import deadline
+from llm_launch.runtime.loop_share import SLICE_S, LoopShare
 from llm_launch.services.deletes import Teardowns
 from llm_launch.services.observation_writer import ObservationWriter
 from llm_launch.services.routing_table import RoutingTable, encode_targets
@@ -47,7 +48,6 @@ log = logging.getLogger("llm_launch.reconciler")
 STALE_DELETE = timedelta(seconds=60)
 ENDPOINT_TIMEOUT_S = 30.0  # one endpoint's apply + observe; then UPDATE_FAILED, retried
 CONCURRENCY = 64  # endpoints handled at once in a pass (workers sharing its queue)
-YIELD_EVERY = 4  # endpoints a worker handles before it lets the event loop run others
 MAX_REASON = 300  # characters of an unexpected error kept in status_reason
 
 
@@ -61,8 +61,10 @@ class Reconciler:
         endpoint_timeout_s: float = ENDPOINT_TIMEOUT_S,
         teardowns: Teardowns | None = None,
         routing_table: RoutingTable | None = None,
+        loop_slice_s: float = SLICE_S,
     ) -> None:
         self.repository = repository
+        self.loop_slice_s = loop_slice_s  # how long a pass holds the loop between turns
         self.backend = backend
         self.interval_s = interval_s
         self.endpoint_timeout_s = endpoint_timeout_s
@@ -108,19 +110,19 @@ class Reconciler:
         # (until its timeout), never the pass, and a pass over many endpoints costs no task
         # per endpoint.
         queue = iter(endpoints)
-        await asyncio.gather(*(self._work_through(queue) for _ in range(CONCURRENCY)))
+        share = LoopShare(self.loop_slice_s)
+        await asyncio.gather(*(self._work_through(queue, share) for _ in range(CONCURRENCY)))
 
-    async def _work_through(self, queue: Iterator[Endpoint]) -> None:
-        for done, endpoint in enumerate(queue, 1):
+    async def _work_through(self, queue: Iterator[Endpoint], share: LoopShare) -> None:
+        for endpoint in queue:
             try:
                 await self._isolated(endpoint)
             except Exception as exc:  # e.g. the database went away while recording a status
                 log.error("endpoint %s: could not record its status: %r", endpoint.id, exc)
-            if done % YIELD_EVERY == 0:
-                # An endpoint that needs nothing written never suspends: without this a
-                # pass over 10,000 of them held the event loop, and the inference routes
-                # served on it, for 100-450 ms at a time (bench/gateway_scaling.py).
-                await asyncio.sleep(0)
+            # An endpoint that needs nothing written never suspends: without this a pass
+            # over 10,000 of them held the event loop, and the inference routes served on
+            # it, for 100-450 ms at a time (bench/gateway_scaling.py).
+            await share.turn()
 
     async def _isolated(self, endpoint: Endpoint) -> None:
         """Reconcile one endpoint; whatever it raises or however long it hangs stays its own."""
