@@ -91,9 +91,15 @@ async def _reconcile(
 
 
 def create_app(
-    settings: Settings, backend_factory: Callable[[Settings], Backend | None] = make_backend
+    settings: Settings,
+    backend_factory: Callable[[Settings], Backend | None] = make_backend,
+    *,
+    pace_gc: bool = False,
 ) -> FastAPI:
-    """The app; `backend_factory` lets tests run it over an in-memory backend."""
+    """The app; `backend_factory` lets tests run it over an in-memory backend. `pace_gc`
+    (the `serve` command's) keeps the process's garbage collections short
+    (runtime/gc_pacing.py): it changes the collector of the whole process, so an app
+    created inside another program (tests) leaves it alone."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,7 +116,9 @@ def create_app(
         table = RoutingTable(repository)
         await table.refresh()
         refreshing = asyncio.create_task(table.run_forever(), name="routing-table")
-        pacing_gc = asyncio.create_task(keep_collections_short(), name="gc-pacing")
+        pacing_gc = (
+            asyncio.create_task(keep_collections_short(), name="gc-pacing") if pace_gc else None
+        )
         app.state.routing_table = table
         app.state.endpoints = EndpointService(
             repository,

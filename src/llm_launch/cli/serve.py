@@ -308,7 +308,7 @@ def serve(
     errors.print(f"llm-launch serving on http://{host}:{port} ({mode})", highlight=False)
     _log_to_stderr(log_level)
     config = uvicorn_config(
-        create_app(settings),
+        create_app(settings, pace_gc=True),
         host=host,
         port=port,
         log_level=log_level,
