@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 from collections.abc import Iterable
 
+import httptools
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from llm_launch.http_response import CoalescingCycle
 from llm_launch.runtime.deadlines import unwatch, watch
 
 __all__ = [
@@ -65,12 +69,45 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self._arm_head_deadline()
 
     def on_headers_complete(self) -> None:
+        """uvicorn's, with the cycle that writes a response's head with its body
+        (`http_response.CoalescingCycle`), and no access-log line for `quiet_paths`."""
         self._disarm_head_deadline()
-        super().on_headers_complete()
-        cycle = self.cycle  # this request's, unless it was an upgrade (no cycle made)
-        quiet = self.quiet_paths
-        if cycle is not None and cycle.scope is self.scope and self.scope["path"] in quiet:
-            cycle.access_log = False  # set before its task first runs, so before it logs
+        parser, scope = self.parser, self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return  # a WebSocket: uvicorn's protocol takes it over (data_received)
+        url = httptools.parse_url(self.url)
+        path = url.path.decode("ascii")
+        scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+        scope["raw_path"] = self.root_path.encode("ascii") + url.path
+        scope["query_string"] = url.query or b""
+        app = self.app
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            self.logger.warning("Exceeded concurrency limit.")
+            app = service_unavailable
+        previous = self.cycle
+        self.cycle = CoalescingCycle(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log and scope["path"] not in self.quiet_paths,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if previous is None or previous.response_complete:
+            self._start_asgi_task(self.cycle, app)
+        else:  # pipelined: runs when the one before it has answered
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
 
     # The deadline is this protocol itself (`when`, `expire`), watched by the shared
     # watchdog of runtime/deadlines.py rather than a loop timer armed and cancelled for
