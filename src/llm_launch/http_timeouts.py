@@ -1,21 +1,24 @@
-"""A header-read timeout for uvicorn, which has none of its own.
+"""The HTTP protocol of both llm-launch servers: uvicorn's httptools protocol with a
+header-read timeout, which uvicorn has none of, and a leaner request cycle.
 
-Used by both HTTP servers of llm-launch: the control plane (`llm-launch serve`, see
-`cli.serve`) and the forwarder beside each engine (`runtime.forwarder`). Without it a
+Used by the control plane (`llm-launch serve`, `llm-launch gateway`, see `api.wiring`) and
+the forwarder beside each engine (`runtime.forwarder`). Without the header timeout a
 client that sends its request head one byte at a time, or opens a connection and sends
 nothing, holds that connection (and its file descriptor) for ever: uvicorn's keep-alive
 timeout only runs between requests and is disarmed by the first byte of the next one.
 
-`header_timeout_protocol(seconds)` returns uvicorn's httptools protocol with a deadline:
-from the moment a connection opens, and from the first byte of each further request on
-it, the request head (request line and headers) must be complete within `seconds`, or
-the connection is closed. What happens after the head (reading the body, the app's own
-time) is not limited here.
+`header_timeout_protocol(seconds)` returns the protocol class with that deadline: from
+the moment a connection opens, and from the first byte of each further request on it,
+the request head (request line and headers) must be complete within `seconds`, or the
+connection is closed. What happens after the head (reading the body, the app's own time)
+is not limited here. Between requests the keep-alive timeout applies, as in uvicorn; both
+waits run on the shared watchdog of `runtime.deadlines`, not on a loop timer per request.
 
-It also takes `quiet_paths`: requests to these paths get no access-log line whatever the
-log level (the inference routes: a line per completion would cost more CPU than the rest
-of the hop's Python, and fill the log at the default level), while the control-plane API's
-requests keep theirs.
+Every request's cycle is `http_response.CoalescingCycle` (a response's head leaves in the
+same write as its body). `quiet_paths`: requests to these paths get no access-log line
+whatever the log level (the inference routes: a line per completion would cost more CPU
+than the rest of the hop's Python, and fill the log at the default level), while the
+control-plane API's requests keep theirs.
 """
 
 from __future__ import annotations
@@ -50,28 +53,27 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     quiet_paths: frozenset[str] = frozenset()
-    _head_deadline = False  # armed: waiting for a request head
-    when = 0.0  # loop time by which the head must be complete
+    _waiting = False  # watched: waiting for a request's first byte, or for its head
+    when = 0.0  # loop time by which the wait must be over
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head_deadline()
+        self._wait(self.header_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
+        self._stop_waiting()
         super().connection_lost(exc)
 
     # httptools parser callbacks: a request begins with its first byte; its head ends
     # when the headers are complete (the body, if any, follows).
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if not self._head_deadline:
-            self._arm_head_deadline()
+        self._wait(self.header_timeout_s)  # replaces the keep-alive wait, if one runs
 
     def on_headers_complete(self) -> None:
         """uvicorn's, with the cycle that writes a response's head with its body
         (`http_response.CoalescingCycle`), and no access-log line for `quiet_paths`."""
-        self._disarm_head_deadline()
+        self._stop_waiting()
         parser, scope = self.parser, self.scope
         http_version = parser.get_http_version()
         scope["method"] = parser.get_method().decode("ascii")
@@ -109,26 +111,41 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, app))
 
-    # The deadline is this protocol itself (`when`, `expire`), watched by the shared
-    # watchdog of runtime/deadlines.py rather than a loop timer armed and cancelled for
-    # every request: a few µs less per request, on the hot path of both servers.
-    def _arm_head_deadline(self) -> None:
-        self.when = self.loop.time() + self.header_timeout_s
-        self._head_deadline = True
-        watch(self.loop, self)
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive wait for the next request on the watchdog below
+        instead of a loop timer armed after every response and cancelled by the next
+        request's first byte."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._wait(self.timeout_keep_alive)
 
-    def _disarm_head_deadline(self) -> None:
-        if self._head_deadline:
+    # Both waits (a request's first byte after a response, keep-alive; its head after
+    # that, the header timeout) are this protocol itself (`when`, `expire`), watched by
+    # the shared watchdog of runtime/deadlines.py rather than loop timers armed and
+    # cancelled for every request: a few µs less per request, on the hot path of both
+    # servers. A wait that is over late by up to the watchdog's tick closes no later.
+    def _wait(self, seconds: float) -> None:
+        self.when = self.loop.time() + seconds
+        if not self._waiting:
+            self._waiting = True
+            watch(self.loop, self)
+
+    def _stop_waiting(self) -> None:
+        if self._waiting:
             unwatch(self.loop, self)
-            self._head_deadline = False
+            self._waiting = False
 
     def expire(self) -> None:
-        """The head is late (the watchdog calls this): close the connection."""
-        self._head_deadline = False
+        """The wait is over (the watchdog calls this): close the connection."""
+        self._waiting = False
         if not self.transport.is_closing():
-            log.debug(
-                "closing a connection whose request head took over %ss", self.header_timeout_s
-            )
+            log.debug("closing a connection: no request, or no request head, in time")
             self.transport.close()
 
 

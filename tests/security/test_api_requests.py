@@ -398,6 +398,32 @@ class TestTheHeaderTimeoutProtocol:
                 sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n")
                 assert readable_and_closed(sock, GIVE_UP_S)
 
+    def test_between_requests_the_keep_alive_timeout_applies_not_the_header_timeout(
+        self,
+    ) -> None:
+        with (
+            uvicorn_serving(header_timeout_protocol(0.5), timeout_keep_alive=3) as port,
+            socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP_S) as sock,
+        ):
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            # Idle past the header timeout, within keep-alive: still served.
+            assert not readable_and_closed(sock, 1.5)
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            assert readable_and_closed(sock, GIVE_UP_S)  # idle past keep-alive
+
+    def test_a_late_head_on_a_kept_alive_connection_closes_it(self) -> None:
+        # keep-alive far beyond the test: the header deadline is what closes it
+        with (
+            uvicorn_serving(header_timeout_protocol(0.5), timeout_keep_alive=600) as port,
+            socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP_S) as sock,
+        ):
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n")
+            assert readable_and_closed(sock, GIVE_UP_S)
+
     def test_the_forwarder_closes_a_connection_whose_head_never_completes(
         self, tmp_path: Path
     ) -> None:
@@ -423,11 +449,18 @@ async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def uvicorn_serving(protocol: type[asyncio.Protocol]) -> Iterator[int]:
-    """A uvicorn server with `protocol` on a free port, in a thread; yields the port."""
+def uvicorn_serving(protocol: type[asyncio.Protocol], **settings: Any) -> Iterator[int]:
+    """A uvicorn server with `protocol` (and uvicorn `settings`) on a free port, in a
+    thread; yields the port."""
     port = free_port()
     config = uvicorn.Config(
-        _hello, host="127.0.0.1", port=port, http=protocol, lifespan="off", log_level="warning"
+        _hello,
+        host="127.0.0.1",
+        port=port,
+        http=protocol,
+        lifespan="off",
+        log_level="warning",
+        **settings,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
