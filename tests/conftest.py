@@ -3,6 +3,10 @@ on a fresh SQLite file, and the fake Kubernetes API server."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,3 +81,44 @@ async def store(tmp_path: Path) -> AsyncIterator[EndpointRepository]:
         yield EndpointRepository(engine)
     finally:
         await engine.dispose()
+
+
+# What a group of the local backend runs: the startup program, the forwarder, the engine.
+GROUP_PROGRAMS = (
+    "llm_launch.runtime.startup",
+    "llm_launch.runtime.forwarder",
+    "llm_launch.simulator",
+)
+
+
+def _group_processes() -> dict[int, str]:
+    """Live processes running a local group's programs: pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(f"-m {program}" in command for program in GROUP_PROGRAMS):
+            found[int(entry.name)] = command
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_groups_left_behind() -> Iterator[None]:
+    """Fails the module whose tests leave local groups running: the local backend detaches
+    them (they outlive a server, as across a restart), so a test that stops its server
+    without deleting or killing them leaks processes and ports into every later test."""
+    before = set(_group_processes())
+    yield
+    deadline = time.monotonic() + 10  # groups being stopped as the module ended
+    while (left := {p: c for p, c in _group_processes().items() if p not in before}) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "local group processes left running:\n" + "\n".join(left.values())

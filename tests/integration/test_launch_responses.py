@@ -9,7 +9,9 @@ sync calls too.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +30,13 @@ from llm_launch.engines.options import PlanOptions
 from tests.builders import endpoint_body, seed_body, unique_name
 from tests.fakes.kube_api import FakeKubeApi
 from tests.support.kubernetes_server import serving_on_kubernetes
-from tests.support.local_groups import forwarder_url, wait_for
+from tests.support.local_groups import forwarder_url, processes_with_env, wait_for
 from tests.support.server import simulated_local_server
 from tests.unit.kubernetes import k8s_name
 
 PATH = "/v1/llm/model-endpoints"
 KEY = "responses-key-0123456789abcdef"
+MARKER = "LLM_LAUNCH_TEST_MARKER"  # on the local groups, so that teardown finds them
 
 
 def created(client: httpx.Client, **overrides: Any) -> dict[str, Any]:
@@ -175,12 +178,17 @@ class TestOrderBy:
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[httpx.Client]:
-    server = simulated_local_server(tmp_path, {"LLM_LAUNCH_API_KEYS": f"alice:{KEY}"}).start()
+    env = {"LLM_LAUNCH_API_KEYS": f"alice:{KEY}",
+           MARKER: str(tmp_path), "LLM_LAUNCH_PASS_ENV": MARKER}  # fmt: skip
+    server = simulated_local_server(tmp_path, env).start()
     try:
         with httpx.Client(base_url=server.url, headers={"x-api-key": KEY}, timeout=60) as client:
             yield client
     finally:
         server.stop()
+        # The local backend's groups outlive the server (as across a restart): end them.
+        for pid in processes_with_env(MARKER, str(tmp_path)):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_locally_the_destination_is_the_forwarder_of_the_endpoint_s_group(
