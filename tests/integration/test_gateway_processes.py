@@ -171,6 +171,24 @@ def test_the_gateway_answers_a_control_plane_path_with_a_404_naming_the_api(
     assert "control-plane API" in answer.json()["detail"]
 
 
+@pytest.mark.parametrize("database", [None, "sqlite:///{tmp}/shared.db"])
+def test_sqlite_is_refused_inside_a_cluster_and_nothing_is_created(
+    tmp_path: Path, database: str | None
+) -> None:
+    env = {**os.environ, "LLM_LAUNCH_API_KEYS": KEYS,
+           "KUBERNETES_SERVICE_HOST": "10.96.0.1"}  # fmt: skip  # what the kubelet sets
+    command = [sys.executable, "-m", "llm_launch", "gateway", "--port", str(free_port()),
+               "--data-dir", str(tmp_path)]  # fmt: skip
+    if database is not None:
+        command += ["--database-url", database.format(tmp=tmp_path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    said = " ".join(result.stderr.split())
+    assert "refusing SQLite inside a cluster" in said
+    assert "PostgreSQL database the control plane uses" in said
+    assert list(tmp_path.iterdir()) == []  # no database file made, nothing migrated
+
+
 def test_stopping_the_gateway_stops_all_its_processes(tmp_path: Path) -> None:
     migrate(f"sqlite:///{tmp_path / 'db.sqlite'}")
     gateway = RunningGateway(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, 2).start()

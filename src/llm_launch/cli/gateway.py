@@ -40,7 +40,7 @@ from llm_launch.cli.options import (
     LogLevel,
     MaxRequestBytes,
 )
-from llm_launch.cli.serve import _log_to_stderr
+from llm_launch.cli.serve import _log_to_stderr, in_a_cluster
 from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
 from llm_launch.settings import DEFAULT_HOST, default_data_dir, is_loopback
 from llm_launch.store.database import default_sqlite_url, migrate
@@ -90,6 +90,15 @@ def gateway(
             f"refusing to bind {host}: no API keys are configured, so anyone who can reach "
             "it could use every endpoint. Set LLM_LAUNCH_API_KEYS or --api-keys-file, "
             "or bind 127.0.0.1."
+        )
+    if (database_url or "sqlite").startswith("sqlite") and in_a_cluster():
+        # In its own pod a SQLite file is a database of its own, empty: every completion
+        # would be a 404 while `serve` stores the endpoints elsewhere.
+        raise fail(
+            "refusing SQLite inside a cluster: the gateway routes to the endpoints that "
+            "`llm-launch serve` stores, and a SQLite file here would be this pod's own, "
+            "empty database. Set LLM_LAUNCH_DATABASE_URL (or --database-url) to the "
+            "PostgreSQL database the control plane uses."
         )
     os.umask(0o077)
     settings = GatewaySettings(

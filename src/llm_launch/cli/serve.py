@@ -429,13 +429,19 @@ def _refuse_private_sqlite(backend: str, database_url: str | None, kubeconfig: s
     url = database_url or "sqlite://"
     if backend != "kubernetes" or not url.startswith("sqlite") or kubeconfig is not None:
         return
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if in_a_cluster():
         raise fail(
             "refusing SQLite with --backend kubernetes inside a cluster: each replica of the "
             "control plane would have a database of its own (on its pod's volume). Set "
             "LLM_LAUNCH_DATABASE_URL (or --database-url) to a PostgreSQL database that every "
             "replica shares."
         )
+
+
+def in_a_cluster() -> bool:
+    """Whether this process runs in a Kubernetes container (the kubelet sets
+    KUBERNETES_SERVICE_HOST in every one)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
 def _check_leader_settings(
