@@ -165,6 +165,7 @@ class TestTheBaseManifests:
         across_nodes = spread["kubernetes.io/hostname"]
         assert across_nodes["whenUnsatisfiable"] == "DoNotSchedule"
         assert across_nodes["maxSkew"] == 1
+        assert across_nodes["nodeTaintsPolicy"] == "Honor"  # tainted GPU nodes not counted
         assert across_nodes["labelSelector"]["matchLabels"] == labels
         (container,) = pod["containers"]
         env = {e["name"]: e for e in container["env"]}
