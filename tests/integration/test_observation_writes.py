@@ -7,8 +7,7 @@ only its writes, which the next pass makes again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from sqlalchemy import select
@@ -26,18 +25,8 @@ from llm_launch.store.repository import EndpointRepository
 from llm_launch.store.tables import EndpointRow
 from tests.builders import endpoint_body
 from tests.fakes.backend import FakeBackend
-from tests.support.databases import fresh_postgres_database
 
 OWNER = "alice"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        with fresh_postgres_database() as url:
-            yield url
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ then follows changes by revision; and the migration goes back down cleanly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -21,7 +19,6 @@ from llm_launch.services.routing_table import RoutingTable
 from llm_launch.store.database import open_database
 from llm_launch.store.repository import EndpointRepository
 from tests.builders import endpoint_body
-from tests.support.databases import fresh_postgres_database
 
 MIGRATIONS = Path(llm_launch.store.__file__).parent / "migrations"
 # The endpoints table as migration 0003 left it (no revision column).
@@ -33,15 +30,6 @@ ENDPOINTS_0003 = sa.table(
     sa.column("created_at", sa.DateTime(timezone=True)),
     sa.column("last_updated_at", sa.DateTime(timezone=True)),
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        with fresh_postgres_database() as url:
-            yield url
 
 
 def migrate(url: str, target: str, *, down: bool = False) -> None:

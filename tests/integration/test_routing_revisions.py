@@ -33,15 +33,6 @@ from tests.support.databases import fresh_postgres_database
 OWNER = "alice"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        with fresh_postgres_database() as url:
-            yield url
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     with fresh_postgres_database() as url:
