@@ -24,13 +24,16 @@ control-plane API's requests keep theirs.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import urllib.parse
 from collections.abc import Iterable
+from typing import Any
 
 import httptools
+import uvicorn
 from uvicorn.protocols.http.flow_control import service_unavailable
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from llm_launch.http_response import CoalescingCycle
 from llm_launch.runtime.deadlines import unwatch, watch
@@ -106,7 +109,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             on_response=self.on_response_complete,
         )
         if previous is None or previous.response_complete:
-            self._start_asgi_task(self.cycle, app)
+            self._run(self.cycle, app)
         else:  # pipelined: runs when the one before it has answered
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, app))
@@ -121,9 +124,17 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
+            self._run(cycle, app)
         else:
             self._wait(self.timeout_keep_alive)
+
+    def _run(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """The request's task, counted in the server's tasks (what a shutdown waits for).
+        Not uvicorn's `_start_asgi_task`, which older uvicorn releases lack: the forwarder
+        runs in an engine image's interpreter, on whatever uvicorn the engine brought."""
+        task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     # Both waits (a request's first byte after a response, keep-alive; its head after
     # that, the header timeout) are this protocol itself (`when`, `expire`), watched by
@@ -156,8 +167,28 @@ def header_timeout_protocol(
     access-log line for requests to `quiet_paths`."""
     if header_timeout_s <= 0:
         raise ValueError(f"the header timeout must be positive, got {header_timeout_s}")
+    check_uvicorn()
     return type(
         "HeaderTimeoutProtocol",
         (HeaderTimeoutProtocol,),
         {"header_timeout_s": float(header_timeout_s), "quiet_paths": frozenset(quiet_paths)},
     )
+
+
+# What `on_headers_complete` hands uvicorn's request cycle (stable across uvicorn releases
+# since 0.1x; checked at start, since the forwarder runs on the engine image's uvicorn).
+CYCLE_ARGUMENTS = frozenset(
+    {"scope", "transport", "flow", "logger", "access_logger", "access_log", "default_headers",
+     "message_event", "expect_100_continue", "keep_alive", "on_response"}
+)  # fmt: skip
+
+
+def check_uvicorn() -> None:
+    """Refuse to start, naming the version, on a uvicorn whose request cycle takes other
+    arguments than the ones this protocol passes (rather than fail every request)."""
+    taken = set(inspect.signature(CoalescingCycle.__init__).parameters) - {"self"}
+    if taken != CYCLE_ARGUMENTS:
+        raise RuntimeError(
+            f"uvicorn {uvicorn.__version__} is not supported by llm-launch's HTTP protocol: "
+            f"its request cycle takes {sorted(taken)}, not {sorted(CYCLE_ARGUMENTS)}"
+        )

@@ -413,6 +413,20 @@ class TestTheHeaderTimeoutProtocol:
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
             assert readable_and_closed(sock, GIVE_UP_S)  # idle past keep-alive
 
+    def test_pipelined_requests_are_answered_in_order_each_head_with_its_body(self) -> None:
+        with (
+            uvicorn_serving(header_timeout_protocol(10.0)) as port,
+            socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP_S) as sock,
+        ):
+            sock.sendall(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n" * 3)
+            answers = b""
+            while answers.count(b"hello") < 3:
+                chunk = sock.recv(65536)
+                assert chunk, answers
+                answers += chunk
+            assert answers.count(b"HTTP/1.1 200 OK\r\n") == 3
+            assert answers.endswith(b"\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+
     def test_a_late_head_on_a_kept_alive_connection_closes_it(self) -> None:
         # keep-alive far beyond the test: the header deadline is what closes it
         with (
