@@ -18,11 +18,17 @@ answers `SELECT 1` (its tables locked by a long migration, or a schema newer tha
 code after an upgrade) would stay in the Service while deletes and failures made since
 never reach it. A 503 takes it out until its table is current again; `/healthz` stays 200,
 as restarting would not help.
+
+A gateway never migrates the database: `serve` does (`store/database.py` says why). One
+that finds the schema older than its code (rolled out before the API servers, or started
+before `serve` ever ran) starts anyway, not ready: `/readyz` is 503 saying what it waits
+for, completions are 503, and it loads its table once `serve` has migrated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,7 +44,7 @@ from llm_launch.api.wiring import cancel_and_wait, install_guarded_inference
 from llm_launch.config.api_keys import ApiKeys
 from llm_launch.services.inference import InferenceRouter
 from llm_launch.services.routing_table import RoutingTable
-from llm_launch.store.database import open_database
+from llm_launch.store.database import open_database, schema_behind
 from llm_launch.store.repository import EndpointRepository
 
 __all__ = ["GatewaySettings", "create_gateway_app"]
@@ -47,6 +53,9 @@ ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # Refresh periods without a completed refresh after which the process is not ready: a
 # slow refresh (a full read of 10,000 rows on a busy core) never trips it, a stuck one does.
 STALE_AFTER_REFRESHES = 5
+SCHEMA_POLL_S = 2.0  # between two looks at the schema while waiting for serve to migrate
+
+log = logging.getLogger("llm_launch.gateway")
 
 
 @dataclass(frozen=True)
@@ -64,10 +73,16 @@ class GatewaySettings:
 def create_gateway_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = open_database(settings.database_url)
+        engine = open_database(settings.database_url, migrate_schema=False)
         table = RoutingTable(EndpointRepository(engine), settings.refresh_s, stored_targets=True)
-        await table.refresh()
-        refreshing = asyncio.create_task(table.run_forever(), name="routing-table")
+        app.state.schema_wait = await asyncio.to_thread(schema_behind, settings.database_url)
+        if app.state.schema_wait is None:
+            await table.refresh()  # before the first connection is accepted
+            refreshing = asyncio.create_task(table.run_forever(), name="routing-table")
+        else:
+            log.warning(_waiting_message(app.state.schema_wait))
+            loading = _load_once_migrated(app, table, settings.database_url)
+            refreshing = asyncio.create_task(loading, name="routing-table")
         app.state.routing_table = table
         app.state.refreshing = refreshing
         app.state.repository = table.repository
@@ -100,6 +115,30 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
+async def _load_once_migrated(app: FastAPI, table: RoutingTable, database_url: str) -> None:
+    """Wait for `serve` to bring the schema to what this code reads, then load and keep
+    refreshing the table."""
+    while app.state.schema_wait is not None:
+        await asyncio.sleep(SCHEMA_POLL_S)
+        try:
+            app.state.schema_wait = await asyncio.to_thread(schema_behind, database_url)
+        except Exception as exc:  # the database is away: say so, keep waiting
+            app.state.schema_wait = f"cannot read the database's schema: {exc}"
+    log.warning("the database schema is current; loading the routing table")
+    try:
+        await table.refresh()
+    except Exception:  # run_forever tries again, and says so; lookups stay 503 until then
+        log.exception("loading the routing table failed")
+    await table.run_forever()
+
+
+def _waiting_message(reason: str) -> str:
+    return (
+        f"waiting for the control-plane API (llm-launch serve) to migrate the database: "
+        f"{reason}; a gateway never migrates it"
+    )
+
+
 async def _healthz() -> dict[str, str]:
     """The process answers (liveness)."""
     return {"status": "ok"}
@@ -115,6 +154,8 @@ async def _readyz(request: Request) -> JSONResponse:
 
 def _stale_table(state: Any) -> str | None:
     """Why the routing table is not current, or None."""
+    if state.schema_wait is not None:
+        return _waiting_message(state.schema_wait)
     table: RoutingTable = state.routing_table
     if state.refreshing.done():
         return "the routing table's refresh has stopped"

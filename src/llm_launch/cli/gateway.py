@@ -5,7 +5,9 @@ the same database, `gateway --processes N` runs N processes that each answer the
 completion routes (`api/gateway_app.py`): each binds the same port with SO_REUSEPORT, so
 the kernel spreads connections over them, and each keeps its own routing table from the
 database, with the ready targets the reconciler stores. The settings they share with
-`serve` have the same flags and LLM_LAUNCH_* variables.
+`serve` have the same flags and LLM_LAUNCH_* variables. A gateway never migrates the
+database: started on a schema older than its code, it waits, not ready, for `serve` to
+migrate it (`api/gateway_app.py`).
 
 The parent process only starts and watches its children: SIGTERM or Ctrl-C stops them
 all (each finishes its requests in flight, as uvicorn does), and if one of them exits
@@ -43,7 +45,7 @@ from llm_launch.cli.options import (
 from llm_launch.cli.serve import _log_to_stderr, in_a_cluster
 from llm_launch.config.api_keys import ApiKeyConfigError, load_api_keys
 from llm_launch.settings import DEFAULT_HOST, default_data_dir, is_loopback
-from llm_launch.store.database import default_sqlite_url, migrate
+from llm_launch.store.database import default_sqlite_url
 
 STARTUP_FAILURE = 3  # uvicorn's exit code when a server could not start
 STOP_WAIT_S = 30.0  # for the children to finish their requests once asked to stop
@@ -108,7 +110,6 @@ def gateway(
         header_timeout_s=header_timeout,
         inference_timeout_s=inference_timeout,
     )
-    migrate(settings.database_url)  # once here, so the children find the schema at head
     server = (settings, host, port, keep_alive_timeout, log_level)
     errors.print(
         f"llm-launch gateway on http://{host}:{port} ({processes} process(es), "

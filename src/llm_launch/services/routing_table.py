@@ -51,7 +51,7 @@ import time
 from collections.abc import Sequence
 
 from llm_launch.domain.endpoint import Endpoint
-from llm_launch.domain.errors import NotFound
+from llm_launch.domain.errors import NotFound, ServiceUnavailable
 from llm_launch.domain.inputs import clip
 from llm_launch.domain.status import EndpointStatus
 from llm_launch.store.repository import EndpointRepository
@@ -120,9 +120,13 @@ class RoutingTable:
 
     def lookup(self, owner: str, name: str) -> Endpoint:
         """The owner's endpoint; NotFound for an unknown name, another owner's endpoint or
-        one being deleted, with the words of `EndpointRepository.get`."""
+        one being deleted, with the words of `EndpointRepository.get`. Before the first
+        refresh of a table read from the database, ServiceUnavailable: not knowing an
+        endpoint yet is not knowing it is gone."""
         endpoint = self._by_name.get((owner, name))
         if endpoint is None:
+            if self.refreshes == 0 and self.repository is not None:
+                raise ServiceUnavailable("the routing table has not been loaded yet")
             raise NotFound(f"no endpoint named {clip(name)}")
         return endpoint
 

@@ -3,6 +3,12 @@
 The server calls `open_database` once at start: it applies Alembic migrations with
 a synchronous engine (on PostgreSQL under an advisory lock, so that replicas starting
 together migrate once), then returns the async engine every request uses.
+
+Only the control-plane API (`serve`) migrates. An inference gateway reads what `serve`
+stores and never changes the schema: rolled out before the API servers in an upgrade, a
+gateway that migrated would put old API servers on a schema newer than their code. It
+opens the database with `migrate_schema=False` and asks `schema_behind` whether it must
+wait for `serve` to migrate first.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -55,12 +64,54 @@ def migrate(url: str) -> None:
                 # transactional there, so a replica dying mid-migration leaves nothing half
                 # done and holds no lock.
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
-            config = Config()
-            config.set_main_option("script_location", str(_MIGRATIONS))
+            config = _alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this code's migrations know."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None  # the migrations folder ships with the package
+    return head
+
+
+def schema_behind(url: str) -> str | None:
+    """Why the database's schema is older than this code needs (no schema yet, or an
+    earlier revision of ours), or None when it is at head or newer (a revision this code
+    does not know: the API servers were upgraded first, and a newer schema stays readable
+    by older readers until a release says otherwise). Creates nothing: a SQLite file that
+    does not exist yet is reported, not made."""
+    sync_url, _ = _driver_urls(url)
+    path = sync_url.database if sync_url.get_backend_name() == "sqlite" else None
+    if path not in (None, "", ":memory:") and not Path(str(path)).exists():
+        return f"the database file {path} does not exist yet"
+    engine = create_engine(sync_url)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if current is None:
+        return f"the database has no schema yet (this code needs revision {head})"
+    if current == head:
+        return None
+    try:
+        known = ScriptDirectory.from_config(_alembic_config()).get_revision(current)
+    except CommandError:
+        known = None
+    if known is None:
+        return None  # newer than this code
+    return f"the database schema is at revision {current}, this code needs {head}"
 
 
 def _create_private(path: Path) -> None:
@@ -71,9 +122,10 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def open_database(url: str) -> AsyncEngine:
-    """Migrate, then return the async engine for `url`."""
-    migrate(url)
+def open_database(url: str, *, migrate_schema: bool = True) -> AsyncEngine:
+    """Migrate (unless told not to), then return the async engine for `url`."""
+    if migrate_schema:
+        migrate(url)
     _, async_url = _driver_urls(url)
     if async_url.get_backend_name() == "sqlite":
         engine = create_async_engine(async_url, connect_args={"timeout": 30})
