@@ -14,6 +14,13 @@ A third column, "llm-launch gateway x2", sends llm-launch's requests to a
 `llm-launch gateway --processes 2` on the server's database instead (two inference-only
 processes sharing a port; its "API" CPU is theirs).
 
+A fourth, "nginx (one hop)", sends the router's requests through nginx (`proxy_pass` to
+the same two engines, round robin, upstream keep-alive, one worker, no buffering: needs
+Debian's `nginx`): what one hop costs in a compiled proxy built for it. It bounds what a
+native forwarder could bring: the whole path would still cost the API hop plus at least
+that much. The summary under each table prints the CPU of the whole path, and of the
+API hop plus nginx's, as ratios to the router's.
+
 Load: `wrk` (one thread, keep-alive, 32 connections by default) posting the body; each
 round measures every column, their order alternating between rounds, so that a load spike
 on this shared machine does not skew one column. Printed per route and column: req/s and
@@ -24,7 +31,7 @@ percentiles), and CPU per request of each process (utime+stime deltas from
 The router never leaves the machine: `HF_ENDPOINT` points at a loopback port held bound
 and never listening, so its tokenizer look-up is refused at once.
 
-    apt-get update && apt-get install -y wrk        # once, as root
+    apt-get update && apt-get install -y wrk nginx  # once, as root
     .venv/bin/python bench/gateway.py [--rounds 3] [--duration 5] [--connections 32]
 """
 
@@ -91,8 +98,36 @@ CASES: dict[str, dict[str, tuple[str, str]]] = {
 }
 GATEWAY = "llm-launch gateway x2"
 GATEWAY_PROCESSES = 2
+NGINX = "nginx (one hop)"
 for _cases in CASES.values():
     _cases[GATEWAY] = _cases["llm-launch"]  # the same requests, to the gateway's port
+    _cases[NGINX] = _cases["sglang-router"]  # the router's requests, through nginx
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  upstream engines {{ {servers} keepalive 512; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://engines;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
 ROUTE_TITLES = {
     "chat": "chat: router /v1/chat/completions vs llm-launch /v2/chat/completions",
     "launch": "Launch: router /generate vs llm-launch /v1/llm/completions-sync",
@@ -192,6 +227,33 @@ def router(
             process.wait()
 
 
+@contextmanager
+def nginx(engines: list[str], tmp: Path) -> Iterator[tuple[str, int]]:
+    """nginx as a one-hop proxy over `engines` (round robin): (base URL, pid)."""
+    binary = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/sbin/nginx") if Path(p).exists()), None
+    )
+    if binary is None:
+        sys.exit("nginx not found: `apt-get update && apt-get install -y nginx` (as root)")
+    port, prefix = free_port(), tmp / "nginx"
+    prefix.mkdir()
+    servers = " ".join(f"server {url.removeprefix('http://')};" for url in engines)
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, servers=servers))
+    log = tmp / "nginx.log"
+    with log.open("wb") as out:
+        argv = [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        path, body = CASES["launch"][NGINX]
+        _wait_answering(url + path, body, {}, process, log)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def _wait_answering(
     url: str, body: str, headers: dict[str, str], process: subprocess.Popen[bytes], log: Path
 ) -> None:
@@ -199,7 +261,7 @@ def _wait_answering(
     headers = {**headers, "content-type": "application/json"}
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"router exited:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{log.stem} exited:\n{log.read_text()[-3000:]}")
         try:
             if httpx.post(url, content=body, headers=headers, timeout=2).status_code == 200:
                 return
@@ -373,7 +435,7 @@ def measure(columns: dict[str, Column], args: argparse.Namespace, tmp: Path) -> 
 
 
 def report(columns: dict[str, Column], args: argparse.Namespace) -> None:
-    kinds = ("router", "API", "forwarders", "engines")
+    kinds = ("router", "nginx", "API", "forwarders", "engines")
     for route, title in ROUTE_TITLES.items():
         print(f"\n{title} ({args.connections} connections, {args.rounds} rounds of "
               f"{args.duration}s)")  # fmt: skip
@@ -399,6 +461,30 @@ def report(columns: dict[str, Column], args: argparse.Namespace) -> None:
             ]
             print(f"  {name:22}" + "".join(f"{v:>11}" for v in values)
                   + "".join(f"{'-' if c is None else f'{c:.0f}':>14}" for c in cpu))  # fmt: skip
+        print_path_ratios(columns, route)
+
+
+def print_path_ratios(columns: dict[str, Column], route: str) -> None:
+    """CPU per request of llm-launch's whole path, and of its API hop plus one nginx hop
+    (the floor for any compiled forwarder), over the router's, round by round."""
+
+    def per_round(name: str, kinds: tuple[str, ...]) -> list[float]:
+        return [sum(r.cpu_us[k] for k in kinds) for r in columns[name].rounds[route]]
+
+    router = per_round("sglang-router", ("router",))
+    nginx_hop = per_round(NGINX, ("nginx",))
+    for name in ("llm-launch", GATEWAY):
+        api = per_round(name, ("API",))
+        whole = per_round(name, ("API", "forwarders"))
+        floor = [a + n for a, n in zip(api, nginx_hop, strict=True)]
+        print(f"  {name}: CPU per request vs router: API + forwarders "
+              f"{_ratios(whole, router)}, API alone {_ratios(api, router)}, "
+              f"API + nginx's hop {_ratios(floor, router)}")  # fmt: skip
+
+
+def _ratios(values: list[float], base: list[float]) -> str:
+    ratios = [v / b for v, b in zip(values, base, strict=True)]
+    return f"{statistics.mean(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def main() -> None:
@@ -417,6 +503,7 @@ def main() -> None:
         hf_port = stack.enter_context(closed_port())
         router_url, router_pid = stack.enter_context(router(endpoint.engines, tmp, hf_port))
         gateway_url, gateway_pid = stack.enter_context(gateway(tmp))
+        nginx_url, nginx_pid = stack.enter_context(nginx(endpoint.engines, tmp))
         assert server.pid is not None
         engines = {"engines": endpoint.engine_pids}
         columns = {
@@ -439,6 +526,7 @@ def main() -> None:
                     **engines,
                 },
             ),
+            NGINX: Column(nginx_url, {}, {"nginx": [nginx_pid], **engines}),
         }
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True).stdout.strip()  # fmt: skip
