@@ -210,3 +210,13 @@ def test_an_overlay_replacing_the_secrets_reaches_the_gateway(tmp_path: Path) ->
     assert objects["HorizontalPodAutoscaler/llm-launch-gateway"]["metadata"]["namespace"] == (
         "llm-launch"
     )
+
+
+@pytest.mark.parametrize("name", ["deployment.yaml", "gateway-deployment.yaml"])
+def test_the_scrape_annotations_point_at_the_containers_port_and_metrics_path(name: str) -> None:
+    deployment = manifest(name)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    (port,) = container(deployment)["ports"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
+    assert annotations["prometheus.io/path"] == "/metrics"  # served: test_control_plane_metrics

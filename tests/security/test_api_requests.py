@@ -178,8 +178,10 @@ class TestAuthenticationComesFirst:
     ) -> None:
         assert_error_shape_401(httpx.request(method, f"{server.url}{path}"))
 
-    def test_health_and_the_openapi_document_need_no_key(self, server: RunningServer) -> None:
-        for path in ("/healthz", "/readyz", "/openapi.json"):
+    def test_health_metrics_and_the_openapi_document_need_no_key(
+        self, server: RunningServer
+    ) -> None:
+        for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
             assert httpx.get(f"{server.url}{path}").status_code == 200, path
 
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from llm_launch import __version__
+from llm_launch.api.metrics import ControlPlaneMetrics
 from llm_launch.api.openapi import install_security
 from llm_launch.api.routers import endpoints, health, inference, models
 from llm_launch.api.wiring import cancel_and_wait, install_guarded_inference
@@ -120,6 +121,8 @@ def create_app(
             asyncio.create_task(keep_collections_short(), name="gc-pacing") if pace_gc else None
         )
         app.state.routing_table = table
+        metrics = ControlPlaneMetrics(table, reconciler=backend is not None)
+        app.state.metrics = metrics
         app.state.endpoints = EndpointService(
             repository,
             settings.catalog,
@@ -142,6 +145,7 @@ def create_app(
                     settings.reconcile_interval_s,
                     teardowns=teardowns,
                     routing_table=table,
+                    observer=metrics,
                 )
 
             reconciling = asyncio.create_task(

@@ -7,7 +7,8 @@ four completion routes, with the same answers and errors), its own routing table
 refreshed from the database, and no backend and no reconciler: the table hands out the
 ready targets the reconciler stored (`RoutingTable(stored_targets=True)`). Everything
 else is a 404 that says the control-plane API serves it; `/healthz` and `/readyz` answer
-for probes and load balancers (deploy/kubernetes/gateway-deployment.yaml).
+for probes and load balancers (deploy/kubernetes/gateway-deployment.yaml), `/metrics` for
+Prometheus (its routing table's endpoints by status and age: `api/metrics.py`).
 
 `/readyz` is what a load balancer should trust: 200 only while the routing table is
 current, that is it has completed a refresh within STALE_AFTER_REFRESHES periods and the
@@ -40,6 +41,8 @@ from fastapi.responses import JSONResponse
 
 from llm_launch import __version__
 from llm_launch.api.errors import error_body
+from llm_launch.api.metrics import ControlPlaneMetrics
+from llm_launch.api.routers.health import metrics
 from llm_launch.api.wiring import cancel_and_wait, install_guarded_inference
 from llm_launch.config.api_keys import ApiKeys
 from llm_launch.services.inference import InferenceRouter
@@ -85,6 +88,7 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
             refreshing = asyncio.create_task(loading, name="routing-table")
         app.state.routing_table = table
         app.state.refreshing = refreshing
+        app.state.metrics = ControlPlaneMetrics(table, reconciler=False)
         app.state.repository = table.repository
         # The table is its own target source: the targets the reconciler stored.
         app.state.inference = InferenceRouter(table, table, timeout_s=settings.inference_timeout_s)
@@ -111,6 +115,7 @@ def create_gateway_app(settings: GatewaySettings) -> FastAPI:
     )
     app.add_api_route("/healthz", _healthz, methods=["GET"])
     app.add_api_route("/readyz", _readyz, methods=["GET"])
+    app.add_api_route("/metrics", metrics, methods=["GET"])
     app.add_api_route("/{path:path}", _elsewhere, methods=ANY_METHOD, include_in_schema=False)
     return app
 

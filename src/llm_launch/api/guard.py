@@ -27,7 +27,7 @@ from llm_launch.runtime.deadlines import deadline
 __all__ = ["OPEN_PATHS", "RequestGuard", "is_protected"]
 
 # Everything else needs a key: a route added later is protected unless listed here.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
 
 
 def is_protected(path: str) -> bool:

@@ -18,14 +18,19 @@ processes, which route inference without a backend of their own (`cli/gateway.py
 
 What the workers observed is written through one `ObservationWriter`: group commit, many
 endpoints' statuses and targets to a transaction (`services/observation_writer.py`).
+
+A `PassObserver` (the app's metrics, `api/metrics.py`) hears how long each pass took and
+whether this reconciler is running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from llm_launch.backends.base import Backend, Observation
 from llm_launch.domain.endpoint import Endpoint
@@ -51,6 +56,22 @@ CONCURRENCY = 64  # endpoints handled at once in a pass (workers sharing its que
 MAX_REASON = 300  # characters of an unexpected error kept in status_reason
 
 
+class PassObserver(Protocol):
+    def leading(self, yes: bool) -> None:
+        """This reconciler runs (True) or has stopped (False)."""
+
+    def passed(self, seconds: float, *, failed: bool) -> None:
+        """A pass ended after `seconds`; `failed`: it raised before finishing."""
+
+
+class _NoObserver:
+    def leading(self, yes: bool) -> None:
+        return None
+
+    def passed(self, seconds: float, *, failed: bool) -> None:
+        return None
+
+
 class Reconciler:
     def __init__(
         self,
@@ -62,8 +83,10 @@ class Reconciler:
         teardowns: Teardowns | None = None,
         routing_table: RoutingTable | None = None,
         loop_slice_s: float = SLICE_S,
+        observer: PassObserver | None = None,
     ) -> None:
         self.repository = repository
+        self.observer: PassObserver = observer or _NoObserver()
         self.loop_slice_s = loop_slice_s  # how long a pass holds the loop between turns
         self.backend = backend
         self.interval_s = interval_s
@@ -83,14 +106,19 @@ class Reconciler:
         self.writer = ObservationWriter(repository)
 
     async def run_forever(self) -> None:
+        self.observer.leading(True)
         try:
             while True:
+                started, failed = time.monotonic(), False
                 try:
                     await self.reconcile_once()
                 except Exception:  # one bad pass must not stop reconciliation for good
                     log.exception("reconcile pass failed")
+                    failed = True
+                self.observer.passed(time.monotonic() - started, failed=failed)
                 await asyncio.sleep(self.interval_s)
         finally:
+            self.observer.leading(False)
             await self.writer.close()
             if self._owns_teardowns:
                 await self.teardowns.close()

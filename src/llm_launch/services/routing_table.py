@@ -118,6 +118,13 @@ class RoutingTable:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def count_by_status(self) -> dict[EndpointStatus, int]:
+        """How many endpoints the table holds in each status (for /metrics)."""
+        counts: dict[EndpointStatus, int] = {}
+        for endpoint in self._by_id.values():
+            counts[endpoint.status] = counts.get(endpoint.status, 0) + 1
+        return counts
+
     def lookup(self, owner: str, name: str) -> Endpoint:
         """The owner's endpoint; NotFound for an unknown name, another owner's endpoint or
         one being deleted, with the words of `EndpointRepository.get`. Before the first
