@@ -66,7 +66,7 @@ http {{
   fastcgi_temp_path {prefix}/fastcgi;
   uwsgi_temp_path {prefix}/uwsgi;
   scgi_temp_path {prefix}/scgi;
-  upstream engine {{ server 127.0.0.1:{engine_port}; keepalive 512; }}
+  upstream engine {{ {servers} keepalive 512; }}
   server {{
     listen 127.0.0.1:{port};
     location / {{
@@ -159,7 +159,8 @@ def nginx(tmp: Path, engine_port: int) -> tuple[str, list[str], int, Path]:
     port, prefix = free_port(), tmp / "nginx"
     prefix.mkdir()
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, engine_port=engine_port))
+    servers = f"server 127.0.0.1:{engine_port};"
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, servers=servers))
     argv = [_require("nginx"), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
     return "nginx", argv, port, tmp / "nginx.log"
 

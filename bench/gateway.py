@@ -57,6 +57,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.forwarder import NGINX_CONF, _require
 from tests.builders import endpoint_body
 from tests.support.deletes import wait_until_deleted
 from tests.support.local_groups import group_records, wait_for
@@ -102,32 +103,6 @@ NGINX = "nginx (one hop)"
 for _cases in CASES.values():
     _cases[GATEWAY] = _cases["llm-launch"]  # the same requests, to the gateway's port
     _cases[NGINX] = _cases["sglang-router"]  # the router's requests, through nginx
-NGINX_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  upstream engines {{ {servers} keepalive 512; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://engines;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }}
-  }}
-}}
-"""
 ROUTE_TITLES = {
     "chat": "chat: router /v1/chat/completions vs llm-launch /v2/chat/completions",
     "launch": "Launch: router /generate vs llm-launch /v1/llm/completions-sync",
@@ -230,11 +205,7 @@ def router(
 @contextmanager
 def nginx(engines: list[str], tmp: Path) -> Iterator[tuple[str, int]]:
     """nginx as a one-hop proxy over `engines` (round robin): (base URL, pid)."""
-    binary = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/sbin/nginx") if Path(p).exists()), None
-    )
-    if binary is None:
-        sys.exit("nginx not found: `apt-get update && apt-get install -y nginx` (as root)")
+    binary = _require("nginx")
     port, prefix = free_port(), tmp / "nginx"
     prefix.mkdir()
     servers = " ".join(f"server {url.removeprefix('http://')};" for url in engines)
