@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ import yaml
 
 from tests.builders import endpoint_body, unique_name
 from tests.e2e.test_cli import CLI, run_cli
-from tests.support.local_groups import processes_with_env, wait_for
+from tests.support.local_groups import kill_marked, wait_for
 from tests.support.server import RunningServer, simulated_local_server
 
 KEY = "rollout-key-0123456789abcdef"
@@ -64,8 +63,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
         yield Local(server, data_dir)
     finally:
         server.stop()
-        for pid in processes_with_env(MARKER, str(data_dir)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, data_dir)
 
 
 def test_create_wait_exits_0_once_the_endpoint_is_ready(local: Local) -> None:

@@ -18,7 +18,7 @@ import pytest
 from tests.builders import seed_body
 from tests.support.databases import fresh_postgres_database
 from tests.support.deletes import wait_until_deleted
-from tests.support.local_groups import group_records, processes_with_env, wait_for
+from tests.support.local_groups import group_records, kill_marked, processes_with_env, wait_for
 from tests.support.server import RunningServer, simulated_local_server
 
 KEY = "e2e-key-0123456789abcdef"
@@ -68,8 +68,7 @@ def deployment(
         finally:
             deployment.client.delete(f"/v1/llm/model-endpoints/{deployment.name}")
             server.stop()
-            for pid in processes_with_env(MARKER, str(data_dir)):
-                os.kill(pid, signal.SIGKILL)
+            kill_marked(MARKER, data_dir)
 
 
 def _database(kind: str, data_dir: Path):  # type: ignore[no-untyped-def]

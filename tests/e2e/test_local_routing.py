@@ -5,16 +5,14 @@ cache-aware endpoint's conversation stays on the group whose prefix cache holds 
 from __future__ import annotations
 
 import itertools
-import os
 import re
-import signal
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.builders import endpoint_body, unique_name
-from tests.support.local_groups import processes_with_env, wait_for
+from tests.support.local_groups import kill_marked, wait_for
 from tests.support.server import simulated_local_server
 
 KEY = "routing-key-0123456789abcdef"
@@ -36,8 +34,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
             yield client
     finally:
         server.stop()
-        for pid in processes_with_env(MARKER, str(data_dir)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, data_dir)
 
 
 def requests_total(forwarder_url: str) -> int:

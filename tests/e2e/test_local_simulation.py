@@ -6,8 +6,6 @@ joining it, `vllm serve` with tensor- and pipeline-parallel sizes) before it is 
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,12 @@ import httpx
 import pytest
 
 from tests.builders import endpoint_body
-from tests.support.local_groups import cmdline, group_records, processes_with_env, wait_for
+from tests.support.local_groups import (
+    cmdline,
+    group_records,
+    kill_marked,
+    wait_for,
+)
 from tests.support.server import RunningServer, simulated_local_server
 
 KEY = "sim-e2e-key-0123456789abcdef"
@@ -60,8 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(running, data_dir, root)
     finally:
         running.stop()
-        for pid in processes_with_env(MARKER, str(data_dir)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, data_dir)
 
 
 def settled(endpoint: dict[str, Any]) -> bool:

@@ -25,7 +25,13 @@ import pytest
 from llm_launch.store.database import migrate
 from tests.builders import endpoint_body
 from tests.support.databases import fresh_postgres_database
-from tests.support.local_groups import cmdline, forwarder_url, processes_with_env, wait_for
+from tests.support.local_groups import (
+    cmdline,
+    forwarder_url,
+    kill_marked,
+    processes_with_env,
+    wait_for,
+)
 from tests.support.server import RunningServer, free_port, simulated_local_server, wait_healthy
 
 ALICE = "gateway-alice-key-0123456789abcdef"
@@ -119,8 +125,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     finally:
         deployment.gateway.stop()
         deployment.server.stop()
-        for pid in processes_with_env(MARKER, str(data_dir)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, data_dir)
 
 
 def test_a_completion_through_the_gateway_reaches_the_endpoints_group(
@@ -273,8 +278,7 @@ def test_a_server_restart_leaves_the_stored_targets_of_the_groups_it_adopts(
     finally:
         deployment.gateway.stop()
         deployment.server.stop()
-        for pid in processes_with_env(MARKER, str(tmp_path)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, tmp_path)
 
 
 def test_the_openai_client_chats_and_streams_through_the_gateway(deployed: Deployment) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.builders import endpoint_body
-from tests.support.local_groups import group_records, processes_with_env, wait_for
+from tests.support.local_groups import group_records, kill_marked, wait_for
 from tests.support.server import RunningServer, simulated_local_server
 
 KEY = "detail-key-0123456789abcdef"
@@ -55,8 +55,7 @@ def local(tmp_path: Path) -> Iterator[Server]:
         yield running
     finally:
         running.server.stop()
-        for pid in processes_with_env(MARKER, str(tmp_path)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, tmp_path)
 
 
 def test_get_shows_each_group_with_its_processes_phase_restarts_and_no_cause_yet(

@@ -9,9 +9,7 @@ sync calls too.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from llm_launch.engines.options import PlanOptions
 from tests.builders import endpoint_body, seed_body, unique_name
 from tests.fakes.kube_api import FakeKubeApi
 from tests.support.kubernetes_server import serving_on_kubernetes
-from tests.support.local_groups import forwarder_url, processes_with_env, wait_for
+from tests.support.local_groups import forwarder_url, kill_marked, wait_for
 from tests.support.server import simulated_local_server
 from tests.unit.kubernetes import k8s_name
 
@@ -187,8 +185,7 @@ def local(tmp_path: Path) -> Iterator[httpx.Client]:
     finally:
         server.stop()
         # The local backend's groups outlive the server (as across a restart): end them.
-        for pid in processes_with_env(MARKER, str(tmp_path)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, tmp_path)
 
 
 def test_locally_the_destination_is_the_forwarder_of_the_endpoint_s_group(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +14,13 @@ import httpx
 import pytest
 
 from tests.builders import endpoint_body
-from tests.support.local_groups import cmdline, group_records, processes_with_env, wait_for
+from tests.support.local_groups import (
+    cmdline,
+    group_records,
+    kill_marked,
+    processes_with_env,
+    wait_for,
+)
 from tests.support.server import RunningServer, simulated_local_server
 
 KEY = "local-key-0123456789abcdef"
@@ -58,8 +63,7 @@ def local(tmp_path: Path) -> Iterator[Local]:
         yield running
     finally:
         running.server.stop()
-        for pid in processes_with_env(MARKER, str(tmp_path)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, tmp_path)
 
 
 def test_an_update_rolls_the_group_and_the_new_one_serves(local: Local) -> None:
@@ -151,8 +155,7 @@ def test_a_group_that_keeps_failing_is_update_failed_with_the_reason(tmp_path: P
         assert "CUDA out of memory" in cause["excerpt"]
     finally:
         failing.server.stop()
-        for pid in processes_with_env(MARKER, str(tmp_path)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, tmp_path)
 
 
 def test_logs_of_each_rank_and_the_forwarder_are_readable_from_the_cli(local: Local) -> None:
@@ -184,8 +187,7 @@ def test_a_not_ready_endpoint_answers_503_with_its_status(tmp_path: Path) -> Non
         assert "no ready workers" in response.json()["detail"]
     finally:
         slow.server.stop()
-        for pid in processes_with_env(MARKER, str(tmp_path)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, tmp_path)
 
 
 def test_an_endpoint_that_could_never_get_its_ports_is_refused_saying_so(tmp_path: Path) -> None:
@@ -197,5 +199,4 @@ def test_an_endpoint_that_could_never_get_its_ports_is_refused_saying_so(tmp_pat
         assert "need more than the 3 ports of --local-ports 40100-40102" in refused.text
     finally:
         cramped.server.stop()
-        for pid in processes_with_env(MARKER, str(tmp_path)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, tmp_path)

@@ -4,8 +4,6 @@ model_name), and `models.list()` / `models.retrieve()` show each caller their en
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -15,7 +13,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.builders import endpoint_body, unique_name
-from tests.support.local_groups import processes_with_env, wait_for
+from tests.support.local_groups import kill_marked, wait_for
 from tests.support.server import RunningServer, simulated_local_server
 
 ALICE, BOB = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef0000"
@@ -55,8 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(server)
     finally:
         server.stop()
-        for pid in processes_with_env(MARKER, str(data_dir)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, data_dir)
 
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]

@@ -9,8 +9,6 @@ until a condition holds, with a generous deadline.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from tests.support.data_plane import (
     start_slow_engine,
     status_of,
 )
-from tests.support.local_groups import forwarder_url, processes_with_env, wait_for
+from tests.support.local_groups import forwarder_url, kill_marked, wait_for
 from tests.support.server import RunningServer, simulated_local_server
 
 TOKEN = "abandoned-requests-test-token"
@@ -138,8 +136,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         client.delete("/v1/llm/model-endpoints/slow")
         client.close()
         server.stop()
-        for pid in processes_with_env(MARKER, str(data_dir)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, data_dir)
 
 
 API_ROUTES = [

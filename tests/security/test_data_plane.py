@@ -10,7 +10,6 @@ groups (direct calls refused, routed calls answered, the token nowhere to be rea
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from tests.support.local_groups import (
     cmdline,
     forwarder_url,
     group_records,
+    kill_marked,
     processes_with_env,
     wait_for,
 )
@@ -237,8 +237,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             client.delete(f"/v1/llm/model-endpoints/{name}")
         client.close()
         server.stop()
-        for pid in processes_with_env(MARKER, str(data_dir)):
-            os.kill(pid, signal.SIGKILL)
+        kill_marked(MARKER, data_dir)
 
 
 def test_an_endpoints_forwarder_answers_the_api_but_not_a_direct_caller(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -100,6 +103,16 @@ def processes_with_env(name: str, value: str) -> list[int]:
         if wanted in environ:
             found.append(int(entry.name))
     return found
+
+
+def kill_marked(marker: str, value: str | Path) -> None:
+    """SIGKILL every live process whose environment has `marker=value`: the local groups of
+    a test server started with that variable passed on to them (LLM_LAUNCH_PASS_ENV). The
+    local backend detaches groups so that they outlive a server, as across a restart, so a
+    test that stops its server must end them itself."""
+    for pid in processes_with_env(marker, str(value)):
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(pid, signal.SIGKILL)
 
 
 def wait_for(
