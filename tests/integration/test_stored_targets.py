@@ -116,6 +116,31 @@ async def test_unchanged_targets_are_not_written_again(
     ]
 
 
+async def test_a_new_reconciler_rewrites_only_the_targets_that_differ_from_the_stored_ones(
+    store: EndpointRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new leader (a fresh Reconciler) starts from what the last one stored: with 10,000
+    endpoints, rewriting every one's targets made every gateway read them all again."""
+    backend = ReadyGroups(ready=["http://127.0.0.1:20001"])
+    endpoint = await _created(store, backend)
+    await Reconciler(store, backend).reconcile_once()  # the leader before
+    writes: list[str | None] = []
+    record = store.record
+
+    async def counted(batch: Sequence[Observed]) -> list[Recorded]:
+        writes.extend(observed.targets for observed in batch if observed.write_targets)
+        return await record(batch)
+
+    monkeypatch.setattr(store, "record", counted)
+    await Reconciler(store, backend).reconcile_once()  # a new leader, same groups
+    assert writes == []
+    backend.ready = ["http://127.0.0.1:20003"]  # the groups moved while nobody led
+    await Reconciler(store, backend).reconcile_once()
+
+    assert writes == ['["http://127.0.0.1:20003"]']
+    assert await _gateway_targets(store, endpoint) == ["http://127.0.0.1:20003"]
+
+
 async def test_a_table_without_stored_targets_hands_out_none(store: EndpointRepository) -> None:
     backend = ReadyGroups(ready=["http://127.0.0.1:20001"])
     endpoint = await _created(store, backend)

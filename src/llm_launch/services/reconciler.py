@@ -99,9 +99,12 @@ class Reconciler:
         self._started_at = datetime.now(UTC)
         # The inference routes' table: a status recorded here reaches it at once.
         self.routing_table = routing_table
-        # The targets this reconciler stored, by endpoint id: written again only on a
-        # change. Empty at start, so a new leader writes each endpoint's once.
+        # The targets stored, by endpoint id: written again only on a change. Read from
+        # the database at the first pass, so a new leader rewrites only those that differ
+        # from its backend's view (not every endpoint's: at 10,000 endpoints, 10,000 row
+        # writes and every gateway's table reading them all again).
         self._stored_targets: dict[str, str | None] = {}
+        self._stored_targets_read = False
         # Statuses and targets: the pass's workers' writes, a transaction for many.
         self.writer = ObservationWriter(repository)
 
@@ -124,6 +127,9 @@ class Reconciler:
                 await self.teardowns.close()
 
     async def reconcile_once(self) -> None:
+        if not self._stored_targets_read:
+            self._stored_targets = await self.repository.stored_targets()
+            self._stored_targets_read = True
         endpoints = await self.repository.list_all(self._known)
         self._known = {e.id: e for e in endpoints}
         for gone in self._stored_targets.keys() - self._known.keys():

@@ -236,6 +236,17 @@ class EndpointRepository:
                 fresh.update((row.id, to_endpoint(row)) for row in rows)
         return states, fresh
 
+    async def stored_targets(self) -> dict[str, str | None]:
+        """Every endpoint's stored targets (the JSON text `set_targets` wrote, None for
+        none), by id: what a reconciler taking the lead starts from, so that it rewrites
+        only the targets that differ from its backend's view."""
+        targets: dict[str, str | None] = {}
+        query = select(EndpointRow.id, EndpointRow.targets)
+        async with self._sessions() as session:
+            async for part in (await session.stream(query)).partitions(PARTITION):
+                targets.update((row.id, row.targets) for row in part)
+        return targets
+
     async def routing_revision(self) -> int:
         """The change counter (store/revisions.py): unchanged, no routing state changed."""
         async with self._sessions() as session:
