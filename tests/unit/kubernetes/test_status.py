@@ -132,10 +132,24 @@ class TestInProgress:
         assert "LeaderWorkerSet controller" in (seen.reason or "")
 
     def test_a_rolling_update_counts_updated_groups(self) -> None:
-        seen = see(lws_workload(leaderworkerset(updated=1)), group(0) + group(1))
+        # LWS rolls from the highest index down: group 1 is on the new revision already.
+        rolled = [lws_pod(LWS, 1, rank, EID, revision="rev-2", ready=True) for rank in (0, 1)]
+        seen = see(lws_workload(leaderworkerset(updated=1)), group(0) + rolled)
         assert seen.status is EndpointStatus.UPDATE_IN_PROGRESS
         assert "rolling out: 1 of 2 groups updated, 2 ready" in (seen.reason or "")
         assert seen.available_workers == 2
+
+    def test_a_group_being_recreated_is_no_rollout_though_the_controller_counts_it_out(
+        self,
+    ) -> None:
+        """LWS leaves a group out of updatedReplicas until its worker StatefulSet exists
+        again: with every pod on one revision, that is a recreation, said as such."""
+        history = {1: Recreations(1, "container engine of pod llm-chat-1-1 exited", 1)}
+        pods = [*group(0), lws_pod(LWS, 1, 0, EID, ready=False)]
+        seen = see(lws_workload(leaderworkerset(ready=1, updated=1)), pods, recreations=history)
+        assert seen.status is EndpointStatus.UPDATE_IN_PROGRESS
+        assert (seen.reason or "").startswith("group 1: 1 of 2 pods created")
+        assert "recreated 1 time since it was last ready" in (seen.reason or "")
 
     def test_terminating_pods_do_not_count(self) -> None:
         pods = group(0) + group(1)

@@ -31,6 +31,7 @@ from llm_launch.backends.kubernetes.events import (
 )
 from llm_launch.backends.kubernetes.history import (
     GROUP_INDEX_LABEL,
+    REVISION_LABELS,
     WORKER_INDEX_LABEL,
     Recreations,
     describe_exit,
@@ -379,7 +380,7 @@ def _waiting_for(
     if capacity is not None:
         return capacity
     updated = int(status.get("updatedReplicas") or 0)
-    if updated < wanted:
+    if updated < wanted and _revisions(views) > 1:
         return f"rolling out: {updated} of {wanted} groups updated, {len(ready)} ready"
     # LeaderWorkerSet groups have fixed indexes; a Deployment's pods are interchangeable.
     indexes = range(wanted) if workload.kind == "LeaderWorkerSet" else range(len(views) + 1)
@@ -396,6 +397,15 @@ def _waiting_for(
         counted = int(status.get("readyReplicas") or 0)
         return f"waiting for the {workload.kind} to count {wanted} ready groups ({counted} so far)"
     return None
+
+
+def _revisions(views: Sequence[PodView]) -> int:
+    """How many pod template revisions the live pods span. The controller also counts a
+    group fewer as updated while it recreates one (LWS leaves a group out of its counts
+    until its worker StatefulSet exists again), with every pod on one revision: that is no
+    rollout, and the group's own description says what it waits for."""
+    labels = (v.pod["metadata"].get("labels") or {} for v in views)
+    return len({next((lab[k] for k in REVISION_LABELS if k in lab), None) for lab in labels})
 
 
 def _describe_group(workload: Workload, index: int, members: Sequence[PodView]) -> str:
