@@ -9,6 +9,6 @@ from tests.support.sglang_parser import SglangParser, ensure_sglang_parser
 
 @pytest.fixture(scope="session")
 def sglang() -> SglangParser:
-    """SGLang 0.5.23's parser in .venv-sglang; installs it first if needed (never skips:
+    """SGLang 0.5.23's parser in its own virtualenv; installs it first if needed (never skips:
     a failed install is an error of every test that needs it)."""
     return SglangParser(ensure_sglang_parser())

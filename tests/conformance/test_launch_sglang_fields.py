@@ -2,7 +2,7 @@
 
 For every flag field of Launch's SGLang request model (`domain.launch_fields`), a single-node
 SGLang endpoint is created with that field set; the real startup program prints its engine
-command (`--dry-run`), and SGLang's own parser (`prepare_server_args`, in .venv-sglang) must
+command (`--dry-run`), and SGLang's own parser (`prepare_server_args`, in its own virtualenv) must
 read the value back in the field's SGLang setting. Which fields SGLang still has is asked of
 SGLang's parser, not of our option list: the ones it no longer has must be refused by
 llm-launch (a 422 naming the Launch field), and every other one must reach SGLang.

@@ -3,7 +3,7 @@
 For each SGLang launch plan (the runbook's seed, a single-node endpoint, and one with awkward
 extra arguments) the real startup program prints its engine command (`--dry-run`) for the
 leader and a worker, on IPv6 and on IPv4. SGLang's own parser (`prepare_server_args`, in
-.venv-sglang) must read back the plan's values, and `--dist-init-addr` must pass SGLang's
+its own virtualenv) must read back the plan's values, and `--dist-init-addr` must pass SGLang's
 `NetworkAddress.parse`, which is what refuses a bare IPv6 `host:port` at run time.
 """
 

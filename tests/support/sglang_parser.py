@@ -1,7 +1,8 @@
-"""SGLang's own argument parser, run in its own virtualenv (.venv-sglang/) as a subprocess.
+"""SGLang's own argument parser, run in its own virtualenv as a subprocess.
 
 Used by tests/conformance/. `ensure_sglang_parser()` installs it with
-scripts/install-sglang-parser (idempotent); `SglangParser.parse` parses engine command lines
+scripts/install-sglang-parser (idempotent; the virtualenv lives in the user's cache, where
+the script says) and returns its interpreter; `SglangParser.parse` parses engine command lines
 with `sglang.srt.server_args.prepare_server_args` and addresses (`--dist-init-addr` values)
 with `sglang.srt.utils.network.NetworkAddress.parse`, and returns plain JSON results.
 """
@@ -17,10 +18,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "scripts" / "install-sglang-parser"
-SGLANG_PYTHON = REPO / ".venv-sglang" / "bin" / "python"
 INSTALL_TIMEOUT_S = 900
 
-# Runs inside .venv-sglang. Reads {"argvs": [[...], ...], "addresses": [...]} on stdin and
+# Runs inside that virtualenv. Reads {"argvs": [[...], ...], "addresses": [...]} on stdin and
 # writes one JSON document on stdout.
 #
 # Parse only, touch nothing: in sglang 0.5.23 `prepare_server_args` is argparse plus
@@ -82,7 +82,8 @@ class SglangParserUnavailable(RuntimeError):
 
 
 def ensure_sglang_parser() -> Path:
-    """Install .venv-sglang if it is missing or incomplete; return its interpreter."""
+    """Install the parser's virtualenv if it is missing or incomplete; return its
+    interpreter (the script's last line of output)."""
     result = subprocess.run(
         [str(INSTALL_SCRIPT)],
         capture_output=True,
@@ -90,11 +91,13 @@ def ensure_sglang_parser() -> Path:
         timeout=INSTALL_TIMEOUT_S,
         check=False,
     )
-    if result.returncode != 0 or not SGLANG_PYTHON.exists():
+    lines = result.stdout.strip().splitlines()
+    python = Path(lines[-1]) if lines else None
+    if result.returncode != 0 or python is None or not python.exists():
         raise SglangParserUnavailable(
             f"{INSTALL_SCRIPT} exited {result.returncode}:\n{result.stdout}{result.stderr}"
         )
-    return SGLANG_PYTHON
+    return python
 
 
 @dataclass(frozen=True)
