@@ -87,11 +87,8 @@ async def test_a_new_reconciler_whose_backend_has_not_looked_yet_keeps_the_store
     assert await _gateway_targets(store, endpoint) == []
 
 
-async def test_unchanged_targets_are_not_written_again(
-    store: EndpointRepository, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    backend = ReadyGroups(ready=["http://127.0.0.1:20001"])
-    endpoint = await _created(store, backend)
+def _target_writes(store: EndpointRepository, monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """The targets the store is asked to write from now on, in order."""
     writes: list[str | None] = []
     record = store.record
 
@@ -100,6 +97,15 @@ async def test_unchanged_targets_are_not_written_again(
         return await record(batch)
 
     monkeypatch.setattr(store, "record", counted)
+    return writes
+
+
+async def test_unchanged_targets_are_not_written_again(
+    store: EndpointRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ReadyGroups(ready=["http://127.0.0.1:20001"])
+    endpoint = await _created(store, backend)
+    writes = _target_writes(store, monkeypatch)
     reconciler = Reconciler(store, backend)
     await reconciler.reconcile_once()
     await reconciler.reconcile_once()
@@ -124,14 +130,7 @@ async def test_a_new_reconciler_rewrites_only_the_targets_that_differ_from_the_s
     backend = ReadyGroups(ready=["http://127.0.0.1:20001"])
     endpoint = await _created(store, backend)
     await Reconciler(store, backend).reconcile_once()  # the leader before
-    writes: list[str | None] = []
-    record = store.record
-
-    async def counted(batch: Sequence[Observed]) -> list[Recorded]:
-        writes.extend(observed.targets for observed in batch if observed.write_targets)
-        return await record(batch)
-
-    monkeypatch.setattr(store, "record", counted)
+    writes = _target_writes(store, monkeypatch)
     await Reconciler(store, backend).reconcile_once()  # a new leader, same groups
     assert writes == []
     backend.ready = ["http://127.0.0.1:20003"]  # the groups moved while nobody led
